@@ -1,0 +1,33 @@
+//! # faktory-proto
+//!
+//! The Faktory Work Protocol as pure state machines: bytes, time and user intents go in; bytes,
+//! deadlines and events come out. No sockets, no async, no clock reads, no threads. The runtime
+//! adapters (`faktory-tokio`, `faktory-async-std`, `faktory-blocking`) move bytes between sockets and
+//! these machines; the test server (`faktory-testkit`) drives the server side.
+//!
+//! Modules:
+//! - [`resp`]: incremental RESP2 frames.
+//! - [`command`]: every FWP command, encoded by clients and parsed by servers.
+//! - [`job`]: the job payload, its builder and typed args.
+//! - [`time`]: timestamps with 0–9 fraction digits.
+//! - [`handshake`]: `HI`, `HELLO` and the password hash.
+//! - [`client`]: the client connection machine.
+//! - [`server`]: the server connection machine.
+//! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
+//! - [`error`]: error types shared by the modules.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod client;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod handshake;
+pub mod job;
+pub mod resp;
+pub mod server;
+pub mod time;
+
+pub use error::ServerError;
+pub use job::{Failure, Job, JobBuilder, JobError};
+pub use time::Timestamp;

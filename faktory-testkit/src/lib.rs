@@ -1,0 +1,7 @@
+//! # faktory-testkit
+//!
+//! An in-memory, Faktory-compatible server with fault injection, for tests and local development.
+//! It is a test double, not a production server.
+#![forbid(unsafe_code)]
+
+pub use faktory_proto as proto;
