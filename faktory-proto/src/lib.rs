@@ -14,6 +14,7 @@
 //! - [`client`]: the client connection machine.
 //! - [`server`]: the server connection machine.
 //! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
+//! - [`worker`]: the worker engine.
 //! - [`error`]: error types shared by the modules.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -27,6 +28,7 @@ pub mod job;
 pub mod resp;
 pub mod server;
 pub mod time;
+pub mod worker;
 
 pub use error::ServerError;
 pub use job::{Failure, Job, JobBuilder, JobError};
