@@ -11,6 +11,7 @@
 //! - [`job`]: the job payload, its builder and typed args.
 //! - [`time`]: timestamps with 0–9 fraction digits.
 //! - [`handshake`]: `HI`, `HELLO` and the password hash.
+//! - [`info`]: typed documents the server answers with (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
 //! - [`client`]: the client connection machine.
 //! - [`server`]: the server connection machine.
 //! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
@@ -24,6 +25,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod handshake;
+pub mod info;
 pub mod job;
 pub mod resp;
 pub mod server;
