@@ -16,10 +16,12 @@
 //! - [`server`]: the server connection machine.
 //! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
 //! - [`worker`]: the worker engine.
+//! - [`backoff`]: reconnect backoff and a seeded RNG, shared by the client adapters and the worker.
 //! - [`error`]: error types shared by the modules.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod backoff;
 pub mod client;
 pub mod command;
 pub mod config;
