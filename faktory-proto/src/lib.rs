@@ -13,6 +13,7 @@
 //! - [`handshake`]: `HI`, `HELLO` and the password hash.
 //! - [`info`]: typed documents the server answers with (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
 //! - [`client`]: the client connection machine.
+//! - [`ops`]: typed results for each client request, shared by the adapters.
 //! - [`server`]: the server connection machine.
 //! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
 //! - [`worker`]: the worker engine.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod handshake;
 pub mod info;
 pub mod job;
+pub mod ops;
 pub mod resp;
 pub mod server;
 pub mod time;

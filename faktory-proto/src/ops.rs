@@ -1,0 +1,172 @@
+//! Typed request/reply helpers shared by every adapter's `Client`.
+//!
+//! An adapter sends a [`Command`] through its connection and gets a [`Reply`] (or a
+//! [`ServerError`]); the functions here turn that into the typed result of each client method, so
+//! the tokio, smol/async-std and blocking clients agree on every decision: what counts as success,
+//! how PUSHB batches are split, how a bad reply is reported.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+
+use crate::client::Reply;
+use crate::command::{Command, QueueSelector, WorkerState};
+use crate::error::ServerError;
+use crate::job::Job;
+
+/// The most jobs sent in one `PUSHB` (the server's changelog recommends at most 1,000 per call).
+pub const MAX_PUSHB_BATCH: usize = 1000;
+
+/// A reply that is not what the command should get.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// The server answered with an error.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The reply has the wrong shape for the command.
+    #[error("unexpected reply {got} (expected {expected})")]
+    Unexpected {
+        /// What the command expects.
+        expected: &'static str,
+        /// What arrived.
+        got: String,
+    },
+    /// A JSON document in the reply does not decode.
+    #[error("reply JSON does not decode: {0}")]
+    Json(#[from] serde_json::Error),
+    /// FETCH returned a job that does not decode; it stays reserved on the server until it is
+    /// FAILed (by `jid`, when known) or its reservation expires.
+    #[error("fetched job does not decode ({error}); jid {jid:?}")]
+    UndecodableJob {
+        /// The jid, when it could be read.
+        jid: Option<String>,
+        /// Why it does not decode.
+        error: String,
+    },
+}
+
+fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Ok => "+OK".into(),
+        Reply::Job(Some(_)) => "a job".into(),
+        Reply::Job(None) => "no job".into(),
+        Reply::UndecodableJob { .. } => "an undecodable job".into(),
+        Reply::Beat(_) => "a BEAT state".into(),
+        Reply::PushBulk(_) => "a PUSHB result".into(),
+        Reply::Json(_) => "a JSON document".into(),
+        Reply::Text(_) => "a text".into(),
+        #[allow(unreachable_patterns)]
+        _ => "an unknown reply".into(),
+    }
+}
+
+fn unexpected(expected: &'static str, reply: &Reply) -> ReplyError {
+    ReplyError::Unexpected {
+        expected,
+        got: describe(reply),
+    }
+}
+
+/// `+OK` expected (PUSH, ACK, FAIL, FLUSH, QUEUE PAUSE/RESUME/REMOVE, MUTATE, BATCH COMMIT, TRACK SET).
+pub fn expect_ok(result: Result<Reply, ServerError>) -> Result<(), ReplyError> {
+    match result? {
+        Reply::Ok => Ok(()),
+        other => Err(unexpected("+OK", &other)),
+    }
+}
+
+/// FETCH: a job or nothing.
+pub fn expect_job(result: Result<Reply, ServerError>) -> Result<Option<Job>, ReplyError> {
+    match result? {
+        Reply::Job(job) => Ok(job.map(|j| *j)),
+        Reply::UndecodableJob { jid, error, .. } => Err(ReplyError::UndecodableJob { jid, error }),
+        other => Err(unexpected("a job or no job", &other)),
+    }
+}
+
+/// BEAT: `None` while running, else the state the server asks for.
+pub fn expect_beat(result: Result<Reply, ServerError>) -> Result<Option<WorkerState>, ReplyError> {
+    match result? {
+        Reply::Beat(state) => Ok(state),
+        Reply::Ok => Ok(None),
+        other => Err(unexpected("+OK or a state", &other)),
+    }
+}
+
+/// PUSHB: jid → error for the jobs that were refused.
+pub fn expect_push_bulk(result: Result<Reply, ServerError>) -> Result<BTreeMap<String, String>, ReplyError> {
+    match result? {
+        Reply::PushBulk(map) => Ok(map),
+        other => Err(unexpected("a PUSHB result", &other)),
+    }
+}
+
+/// A JSON document decoded as `T` (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
+pub fn expect_json<T: DeserializeOwned>(result: Result<Reply, ServerError>) -> Result<T, ReplyError> {
+    match result? {
+        Reply::Json(body) => Ok(serde_json::from_slice(&body)?),
+        other => Err(unexpected("a JSON document", &other)),
+    }
+}
+
+/// A text reply (the BID of BATCH NEW / BATCH OPEN).
+pub fn expect_text(result: Result<Reply, ServerError>) -> Result<String, ReplyError> {
+    match result? {
+        Reply::Text(text) => Ok(text),
+        other => Err(unexpected("a text", &other)),
+    }
+}
+
+/// Splits jobs into PUSHB commands of at most [`MAX_PUSHB_BATCH`] jobs.
+pub fn push_bulk_commands(jobs: Vec<Job>) -> Vec<Command> {
+    let mut commands = Vec::with_capacity(jobs.len().div_ceil(MAX_PUSHB_BATCH));
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(MAX_PUSHB_BATCH));
+        commands.push(Command::PushBulk(rest));
+        rest = tail;
+    }
+    commands
+}
+
+/// A queue selector from names, where a first name `*` means every queue.
+pub fn queue_selector<S: AsRef<str>>(names: &[S]) -> QueueSelector {
+    match names.first() {
+        Some(first) if first.as_ref() == "*" => QueueSelector::All,
+        _ => QueueSelector::Names(names.iter().map(|s| s.as_ref().to_owned()).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_bulk_splits_at_1000() {
+        let jobs: Vec<Job> = (0..2500).map(|_| Job::new("X", vec![])).collect();
+        let cmds = push_bulk_commands(jobs);
+        let sizes: Vec<usize> = cmds
+            .iter()
+            .map(|c| match c {
+                Command::PushBulk(v) => v.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        assert!(push_bulk_commands(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn typed_replies() {
+        assert!(expect_ok(Ok(Reply::Ok)).is_ok());
+        assert!(matches!(expect_ok(Ok(Reply::Job(None))), Err(ReplyError::Unexpected { .. })));
+        let err = ServerError::new("ERR", "boom");
+        assert!(matches!(expect_ok(Err(err)), Err(ReplyError::Server(_))));
+        assert_eq!(expect_beat(Ok(Reply::Beat(Some(WorkerState::Quiet)))).unwrap(), Some(WorkerState::Quiet));
+        let v: BTreeMap<String, f64> = expect_json(Ok(Reply::Json(bytes::Bytes::from_static(b"{\"a\":1.5}")))).unwrap();
+        assert_eq!(v["a"], 1.5);
+        assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
+        assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
+    }
+}
