@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
-use crate::client::Reply;
+use crate::client::{ConnectionError, Reply};
 use crate::command::{Command, QueueSelector, WorkerState};
 use crate::error::ServerError;
 use crate::job::Job;
@@ -138,6 +138,38 @@ pub fn queue_selector<S: AsRef<str>>(names: &[S]) -> QueueSelector {
     }
 }
 
+/// Whether a failed connection attempt is worth retrying with backoff: network trouble, overload and
+/// timeouts are; a refused password, a missing password and a server that does not speak Faktory
+/// are not (retrying cannot fix them).
+pub fn is_transient(error: &ConnectionError) -> bool {
+    matches!(
+        error,
+        ConnectionError::Eof
+            | ConnectionError::Io(_)
+            | ConnectionError::Timeout(_)
+            | ConnectionError::ClosedBeforeGreeting
+            | ConnectionError::HandshakeRejected
+            | ConnectionError::TooManyConnections(_)
+    )
+}
+
+/// Wire bytes made fit for a `trace`-level log: lossy UTF-8, line breaks escaped, and the value of a
+/// `pwdhash` field replaced by `<redacted>`.
+pub fn wire_for_log(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut rest: &str = &text;
+    const KEY: &str = "\"pwdhash\":\"";
+    while let Some(pos) = rest.find(KEY) {
+        let (head, tail) = rest.split_at(pos + KEY.len());
+        out.push_str(head);
+        out.push_str("<redacted>");
+        rest = tail.find('"').map_or("", |end| tail.get(end..).unwrap_or(""));
+    }
+    out.push_str(rest);
+    out.replace('\r', "\\r").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +200,16 @@ mod tests {
         assert_eq!(v["a"], 1.5);
         assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
         assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
+    }
+
+    #[test]
+    fn logs_never_show_the_password_hash() {
+        let line = b"HELLO {\"v\":2,\"pwdhash\":\"9ad13ef3f4f4\",\"wid\":\"w\"}\r\n";
+        let logged = wire_for_log(line);
+        assert!(!logged.contains("9ad13ef3f4f4"), "{logged}");
+        assert!(logged.contains("<redacted>"));
+        assert!(logged.ends_with("\\r\\n"), "{logged}");
+        assert!(is_transient(&ConnectionError::Eof));
+        assert!(!is_transient(&ConnectionError::PasswordRequired));
     }
 }
