@@ -1,9 +1,34 @@
 //! # faktory-tokio
 //!
-//! Faktory `Client` and `Worker` on tokio sockets, with TLS. All protocol and worker decisions come
-//! from [`faktory_proto`]; this crate moves bytes, sleeps until deadlines and runs handlers.
+//! Faktory `Client` and `Worker` on tokio sockets, with TLS (rustls). All protocol and worker
+//! decisions come from [`faktory_proto`]; this crate moves bytes, sleeps until deadlines and runs
+//! handlers.
 //!
-//! Status: not yet implemented (see the project's issue list).
+//! ```no_run
+//! # async fn demo() -> Result<(), faktory_tokio::Error> {
+//! use faktory_tokio::{Client, Job};
+//!
+//! // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
+//! let client = Client::connect().await?;
+//! client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
+mod client;
+mod driver;
+mod error;
+mod transport;
+
+pub use client::{Client, ClientBuilder};
+pub use error::Error;
+#[cfg(feature = "tls")]
+pub use transport::TlsConfig;
+pub use transport::AsyncStream;
+
 pub use faktory_proto as proto;
+pub use faktory_proto::command::{BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState};
+pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
+#[cfg(feature = "tls")]
+pub use rustls;
