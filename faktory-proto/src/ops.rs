@@ -170,6 +170,19 @@ pub fn wire_for_log(bytes: &[u8]) -> String {
     out.replace('\r', "\\r").replace('\n', "\\n")
 }
 
+/// Resident memory in KiB from the text of `/proc/self/status` (its `VmRSS:` line), for BEAT's
+/// `rss_kb`. The adapters read the file (Linux only) and pass the text here.
+pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value),
+        Some("mB") => value.checked_mul(1024),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +213,14 @@ mod tests {
         assert_eq!(v["a"], 1.5);
         assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
         assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
+    }
+
+    #[test]
+    fn reads_rss_from_proc_status() {
+        let status = "Name:\tcargo\nVmPeak:\t  10 kB\nVmRSS:\t   54176 kB\nThreads:\t1\n";
+        assert_eq!(rss_kb_from_proc_status(status), Some(54176));
+        assert_eq!(rss_kb_from_proc_status("Name: x\n"), None);
+        assert_eq!(rss_kb_from_proc_status("VmRSS: lots kB\n"), None);
     }
 
     #[test]
