@@ -170,6 +170,17 @@ pub fn wire_for_log(bytes: &[u8]) -> String {
     out.replace('\r', "\\r").replace('\n', "\\n")
 }
 
+/// The message of a caught panic payload (`&str` or `String`; anything else is described).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "handler panicked with a non-string payload".to_owned()
+    }
+}
+
 /// Resident memory in KiB from the text of `/proc/self/status` (its `VmRSS:` line), for BEAT's
 /// `rss_kb`. The adapters read the file (Linux only) and pass the text here.
 pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
@@ -213,6 +224,16 @@ mod tests {
         assert_eq!(v["a"], 1.5);
         assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
         assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
+    }
+
+    #[test]
+    fn panic_messages() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 1");
+        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(panic_message(&*p), "static");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(panic_message(&*p).contains("non-string"));
     }
 
     #[test]
