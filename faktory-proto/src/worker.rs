@@ -1,3 +1,1417 @@
 //! The worker engine: the whole behaviour of a worker process as a deterministic sans-IO machine.
 //!
-//! Status: being written (issue "faktory-proto: the worker engine").
+//! [`Worker`] owns the connections of one worker process and makes every decision: which
+//! connections to open and what each carries, when to FETCH and from which queues, when to BEAT,
+//! how to react to quiet and terminate, how to shut down, how to reconnect, and how to make sure
+//! every finished job's ACK or FAIL reaches the server. The adapters (tokio, smol/async-std,
+//! blocking) move bytes between sockets and the engine, sleep until [`Worker::poll_timeout`], run
+//! the jobs it hands out, and hold no Faktory logic. No clock reads, no threads; randomness comes
+//! only from a generator seeded by [`WorkerConfig::seed`].
+//!
+//! # Driving the engine
+//!
+//! ```text
+//! let mut w = Worker::new(config, now())?;          // queues OpenConnection(control)
+//! loop {
+//!     // 1. Write every transmit BEFORE handling events: a CloseConnection(c) event always comes
+//!     //    after the last bytes (e.g. END) for c were queued here.
+//!     while let Some((c, bytes)) = w.poll_transmit() { socket(c).write_all(bytes) }
+//!     // 2. Events.
+//!     while let Some(ev) = w.poll_event() {
+//!         match ev {
+//!             OpenConnection(c)  => start connecting socket c (TCP/TLS to the server URL);
+//!                                   later w.handle_connected(c, now()) or
+//!                                   w.handle_connect_failed(c, &err, now()),
+//!             CloseConnection(c) => flush and close socket c (or abort its connect); forget c,
+//!             RunJob { token, job } => run the handler; when it returns
+//!                                   w.handle_job_finished(token, Outcome::…, now()),
+//!             CancelJob(token)   => abort the job if possible (its outcome will be ignored),
+//!             Stopped(report)    => return report,
+//!             _                  => log (JobConfirmed, JobSkipped, ConnectionFailed, …),
+//!         }
+//!     }
+//!     // 3. Wait for the first of: bytes on socket c → w.handle_input(c, &buf, now());
+//!     //    EOF → w.handle_eof(c, now()); read/write error → w.handle_io_error(c, &e, now());
+//!     //    a job finished; the user's stop signal → w.shutdown(now());
+//!     //    the deadline w.poll_timeout() → w.handle_timeout(now()).
+//!     //    Call w.set_rss_kb(..) now and then (before each heartbeat is fine).
+//! }
+//! ```
+//!
+//! Every [`Event::OpenConnection`] is matched by exactly one [`Event::CloseConnection`] for the same
+//! id, also when the connect failed; input for a closed id is ignored. The connect and the handshake
+//! together must finish within [`ClientOptions::handshake_timeout`](crate::client::ClientOptions).
+//!
+//! # Connections
+//!
+//! - The **control connection** is opened first; its HELLO registers the wid, and it stays open for
+//!   the worker's life (PROTOCOL.md §9.12). It carries BEAT and never FETCH, so BEATs never wait
+//!   behind a FETCH that blocks for 2 s.
+//! - **Fetch connections** are opened once the control connection is ready, with the same wid:
+//!   `ceil(concurrency / fetches_per_connection)` of them, capped by `max_fetch_connections`. The
+//!   real server runs one command at a time per connection (one connection: ~2,700 FETCH+ACK/s;
+//!   4: ~6,900/s; 10: ~8,600/s, the server's ceiling on 2 cores), so a few connections with short
+//!   pipelines reach the server's ceiling, far below the one connection per slot of other clients.
+//!   Defaults: 2 FETCHes per connection and at most 8 fetch connections: concurrency 1 → 1,
+//!   10 → 5, ≥ 16 → 8 fetch connections (9 with the control one, at the measured ceiling). Two per
+//!   connection, not more, because a FETCH on empty queues blocks 2 s and every FETCH pipelined
+//!   behind it waits its turn: shutting down an idle worker waits for at most 2 × 2 s of FETCH
+//!   replies. The load tool may tune both numbers.
+//! - FETCHes are pipelined, never more outstanding in total than free slots
+//!   (`concurrency − running − outstanding FETCHes`), spread over the fetch connections with the
+//!   fewest outstanding.
+//! - **ACK and FAIL** go to the least busy ready connection that has no FETCH outstanding (the
+//!   control connection always qualifies), so they never wait behind a blocking FETCH; the FETCH that
+//!   refills the freed slot is then pipelined behind the ACK on that connection.
+//! - Quiet and terminate are enforced locally on every connection (the server only enforces them on
+//!   the connection that created the worker record, PROTOCOL.md §5.5).
+//!
+//! # Jobs
+//!
+//! Each fetched job becomes [`Event::RunJob`] with a [`JobToken`] (jids are not unique on the OSS
+//! server). [`Worker::handle_job_finished`] turns the [`Outcome`] into ACK or FAIL; a FAIL carries
+//! `errtype` ≤ 100 bytes and `message` ≤ 1000 bytes (cut on a character boundary) and the first
+//! `min(job.backtrace, 50)` backtrace lines (none when the job asks for none); a panic is FAIL with
+//! errtype `panic`. Each token gets exactly one [`Event::JobConfirmed`] once the server answered.
+//!
+//! A FETCH reply that does not decode as a job ([`Reply::UndecodableJob`]) is FAILed by jid with
+//! errtype `InvalidJob` when a jid could be read ([`Event::JobSkipped`], then `JobConfirmed`); when
+//! no jid can be read, nothing can be sent for it and the job returns only when its reservation
+//! expires (`reserve_for`, 30 min by default).
+//!
+//! # Heartbeat, quiet and terminate
+//!
+//! BEAT every `heartbeat_interval` (first one an interval after the control connection is ready),
+//! with the `rss_kb` given by [`Worker::set_rss_kb`] and, once not running, `current_state`. At most
+//! one BEAT is outstanding. Server replies:
+//! - `quiet` → [`Lifecycle::Quiet`]: no more FETCH on any connection, running jobs finish and are
+//!   ACKed/FAILed, BEAT continues; the worker does not stop by itself (a quiet process is expected
+//!   to be restarted by its operator).
+//! - `terminate` → [`Lifecycle::Terminating`]: no more FETCH; running jobs get the grace period;
+//!   then [`Lifecycle::Ending`]: what still runs is FAILed (errtype `Shutdown`) and cancelled with
+//!   [`Event::CancelJob`]; once every ACK/FAIL is confirmed and no FETCH is outstanding, END on every
+//!   connection and [`Event::Stopped`].
+//! - `unknown worker` (the server reaped the worker or restarted): the control connection is closed
+//!   and reopened with the same wid (its HELLO re-creates the worker record); not a failure.
+//!
+//! # Local shutdown
+//!
+//! [`Worker::shutdown`] is terminate started locally: the next BEAT (sent at once) reports
+//! `current_state: terminate`, no more FETCH, running jobs get the grace period, then FAIL the rest,
+//! wait for their confirmations, END everywhere, [`Event::Stopped`] with [`StopReason::Shutdown`].
+//! Before END the engine also waits for the reply to that BEAT, when the control connection is up.
+//! [`Worker::quiet`] is quiet started locally (reported in BEAT as `quiet`).
+//!
+//! **No connection is closed while a FETCH on it is outstanding**: the server would keep that FETCH
+//! blocked for up to 2 s after the close and could reserve a job that nobody runs. The engine waits
+//! for each reply. A job it brings during shutdown is **run** while the grace period lasts (a slot is
+//! free for it by construction, and running it does not use up one of the job's retries), and
+//! FAILed at once with errtype `Shutdown` (so it is retried within a minute) once the grace period
+//! is over. The only exception is the hard stop at `grace_period + shutdown_flush_timeout`, when a
+//! server that does not answer makes the engine give up; [`StopReport::abandoned_fetches`] counts
+//! the FETCHes abandoned then.
+//!
+//! # Faults
+//!
+//! A dropped connection, an I/O error, a reply timeout, a protocol violation or an overloaded
+//! server (`too many connections`) closes that connection and reopens its role after a backoff
+//! (exponential, capped, jittered, per role, reset once a connection of that role is ready again).
+//! A refused password (or a server that is not Faktory) before any connection was ever ready stops
+//! the worker with [`StopReason::Fatal`]; later it is retried like any fault.
+//!
+//! ACK and FAIL are kept until the server answered them: those sent on a connection that failed
+//! before answering are sent again on another connection or after the reconnect. An ACK of an
+//! unknown jid is `+OK` anyway; a re-sent FAIL answered `Job not found` landed the first time, so it
+//! counts as confirmed ([`Confirmation::NotFound`]). Other error replies are retried twice, one and
+//! two seconds later, then reported as [`Confirmation::Rejected`]. No finished job's outcome is
+//! dropped: it is confirmed, or listed in [`StopReport::unconfirmed`].
+//!
+//! **Left to the server's reservation expiry** (`reserve_for`, then retried as a failure with
+//! errtype `ReservationExpired`): a job whose FETCH reply was lost because the connection failed
+//! while the FETCH was outstanding (the server may have reserved a job for it; the engine never saw
+//! it); an undecodable job without a readable jid; jobs handed out in [`Event::RunJob`] that the
+//! adapter never reported back, if the adapter drops the engine before [`Event::Stopped`]; the
+//! outcomes in [`StopReport::unconfirmed`] and FETCHes in [`StopReport::abandoned_fetches`] when the
+//! server did not answer before the hard stop.
+//!
+//! [`Reply::UndecodableJob`]: crate::client::Reply::UndecodableJob
+
+mod config;
+mod fail;
+mod queues;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::backoff::{Backoff, SplitMix64};
+use crate::client::{self, ClientOptions, ConnectionError, Reply, RequestId, SendError};
+use crate::command::{Ack, Beat, Command, Fail, WorkerState};
+use crate::error::ServerError;
+use crate::job::Job;
+
+pub use config::{
+    ConfigError, DEFAULT_CONCURRENCY, DEFAULT_FETCHES_PER_CONNECTION, DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_FETCH_CONNECTIONS, DEFAULT_SHUTDOWN_FLUSH_TIMEOUT,
+    Queues, WorkerConfig,
+};
+pub use fail::{
+    MAX_BACKTRACE_LINE_BYTES, MAX_BACKTRACE_LINES, MAX_ERRTYPE_BYTES, MAX_MESSAGE_BYTES,
+};
+
+use queues::QueuePicker;
+
+/// The errtype of FAILs the engine sends for jobs stopped by a shutdown.
+pub const SHUTDOWN_ERRTYPE: &str = "Shutdown";
+/// The errtype of FAILs for jobs that do not decode.
+pub const INVALID_JOB_ERRTYPE: &str = "InvalidJob";
+/// The errtype of FAILs for jobs whose handler panicked.
+pub const PANIC_ERRTYPE: &str = "panic";
+
+/// How often an ACK/FAIL answered by an error (other than `Job not found`) is sent in all.
+const MAX_OUTCOME_SENDS: u32 = 3;
+/// How long a fetch connection pauses its FETCHes after one was answered with an error.
+const FETCH_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Identifies one connection (socket) of the worker; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Identifies one job handed to the adapter (or skipped); never reused. Jids are not used for this
+/// because the OSS server does not enforce their uniqueness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobToken(pub u64);
+
+/// How a job ended, as the adapter reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler succeeded: ACK.
+    Ok,
+    /// The handler returned an error: FAIL.
+    Failed {
+        /// The error's type (e.g. a type name); cut to 100 bytes.
+        errtype: String,
+        /// The error's message; cut to 1000 bytes.
+        message: String,
+        /// Backtrace lines; only as many as the job's `backtrace` field asks for (≤ 50) are sent.
+        backtrace: Vec<String>,
+    },
+    /// The handler panicked: FAIL with errtype `panic`.
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// A failure with no backtrace.
+    pub fn failed(errtype: impl Into<String>, message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            errtype: errtype.into(),
+            message: message.into(),
+            backtrace: Vec::new(),
+        }
+    }
+}
+
+/// Where the worker is in its life. Moves only forward:
+/// `Running → Quiet → Terminating → Ending → Stopped` (Quiet may be skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Lifecycle {
+    /// Fetching and running jobs.
+    Running,
+    /// No more fetching; running jobs finish; BEAT continues. Left only by terminate or shutdown.
+    Quiet,
+    /// No more fetching; running jobs have until the grace period ends.
+    Terminating,
+    /// Grace period over (or nothing left to run): unfinished jobs were FAILed; waiting for the last
+    /// confirmations and FETCH replies before END.
+    Ending,
+    /// Finished; [`Event::Stopped`] was emitted.
+    Stopped,
+}
+
+/// How the server answered a job's ACK or FAIL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Confirmation {
+    /// ACK answered `+OK` (also for a jid the server no longer knew).
+    Acked,
+    /// FAIL answered `+OK`.
+    Failed,
+    /// FAIL answered `Job not found`: the job was already settled (an earlier send landed) or its
+    /// reservation expired.
+    NotFound,
+    /// The server refused the ACK/FAIL three times; the job returns when its reservation expires.
+    Rejected(ServerError),
+}
+
+/// Why a fetched job was not handed to the adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Its JSON does not decode as a job.
+    Undecodable(String),
+    /// It arrived after the shutdown grace period ended.
+    ShuttingDown,
+}
+
+/// Why the worker stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// [`Worker::shutdown`] was called.
+    Shutdown,
+    /// The server asked the worker to terminate (operator, BEAT reply).
+    Terminated,
+    /// The worker cannot work with this server (refused password, not a Faktory server).
+    Fatal(ConnectionError),
+}
+
+/// An ACK/FAIL the server never confirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unconfirmed {
+    /// The job's token.
+    pub token: JobToken,
+    /// The job's jid.
+    pub jid: String,
+    /// Whether it was an ACK (else a FAIL).
+    pub ack: bool,
+}
+
+/// The end of a worker's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StopReport {
+    /// Why it stopped.
+    pub reason: StopReason,
+    /// Outcomes the server did not confirm before the hard stop (their jobs return when their
+    /// reservations expire).
+    pub unconfirmed: Vec<Unconfirmed>,
+    /// FETCHes still unanswered at the hard stop.
+    pub abandoned_fetches: usize,
+}
+
+impl StopReport {
+    /// Every outcome was confirmed and no FETCH was abandoned.
+    pub fn is_clean(&self) -> bool {
+        self.unconfirmed.is_empty() && self.abandoned_fetches == 0
+    }
+}
+
+/// What the engine asks of the adapter, or tells it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Open a connection to the server for this id, then report
+    /// [`Worker::handle_connected`] or [`Worker::handle_connect_failed`].
+    OpenConnection(ConnId),
+    /// Close this connection (after writing the bytes already returned for it by
+    /// [`Worker::poll_transmit`]); abort it if it is still connecting.
+    CloseConnection(ConnId),
+    /// Run this job; report [`Worker::handle_job_finished`] with the token.
+    RunJob {
+        /// Identifies the job in [`Worker::handle_job_finished`].
+        token: JobToken,
+        /// The job.
+        job: Box<Job>,
+    },
+    /// The grace period is over and this job was FAILed: abort it if possible. Its outcome, if it
+    /// is still reported, is ignored.
+    CancelJob(JobToken),
+    /// The server answered the job's ACK or FAIL. Emitted exactly once per token that was run (or
+    /// skipped with a jid).
+    JobConfirmed {
+        /// The job's token.
+        token: JobToken,
+        /// The job's jid.
+        jid: String,
+        /// The answer.
+        confirmation: Confirmation,
+    },
+    /// A fetched job was not handed to the adapter; when `jid` is known it was FAILed and a
+    /// [`Event::JobConfirmed`] follows for `token`.
+    JobSkipped {
+        /// A fresh token for it.
+        token: JobToken,
+        /// Its jid, if known.
+        jid: Option<String>,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// A connection failed (for logs); it is reopened after a backoff when still needed.
+    ConnectionFailed {
+        /// Which one.
+        conn: ConnId,
+        /// Why.
+        error: ConnectionError,
+    },
+    /// The server answered a command with an error (for logs); the engine already reacted.
+    CommandFailed {
+        /// On which connection.
+        conn: ConnId,
+        /// The command's verb.
+        command: &'static str,
+        /// The error.
+        error: ServerError,
+    },
+    /// The lifecycle moved on.
+    StateChanged(Lifecycle),
+    /// The worker is finished; nothing more will happen. Emitted once, last.
+    Stopped(StopReport),
+}
+
+// ---------------------------------------------------------------------------------------------------
+// internals
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Control,
+    Fetch(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Req {
+    Fetch,
+    Outcome(JobToken),
+    Beat { state: Option<WorkerState> },
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: ConnId,
+    role: Role,
+    client: client::Connection,
+    ready: bool,
+    requests: VecDeque<(RequestId, Req)>,
+    fetches: usize,
+    fetch_paused_until: Option<Instant>,
+}
+
+impl Conn {
+    fn take_request(&mut self, id: RequestId) -> Option<Req> {
+        if self.requests.front().is_some_and(|(rid, _)| *rid == id) {
+            return self.requests.pop_front().map(|(_, r)| r);
+        }
+        let pos = self.requests.iter().position(|(rid, _)| *rid == id)?;
+        self.requests.remove(pos).map(|(_, r)| r)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    /// Not open, not waiting: opened when wanted.
+    Idle,
+    /// Reopened (if still wanted) at this time.
+    Waiting(Instant),
+    /// Open as this connection.
+    Open(ConnId),
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: SlotState,
+    backoff: Backoff,
+}
+
+#[derive(Debug)]
+struct RunningJob {
+    jid: String,
+    backtrace_lines: usize,
+}
+
+#[derive(Debug)]
+enum OutcomeKind {
+    Ack,
+    Fail(Fail),
+}
+
+#[derive(Debug)]
+struct OutcomeRec {
+    jid: String,
+    kind: OutcomeKind,
+    in_flight: bool,
+    errors: u32,
+}
+
+/// The worker engine. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Worker {
+    wid: String,
+    concurrency: usize,
+    heartbeat_interval: Duration,
+    grace_period: Duration,
+    flush_timeout: Duration,
+    fetches_per_connection: usize,
+    max_unconfirmed: usize,
+    client_options: ClientOptions,
+    picker: QueuePicker,
+    rng: SplitMix64,
+
+    lifecycle: Lifecycle,
+    stop_reason: StopReason,
+    grace_deadline: Option<Instant>,
+    flush_deadline: Option<Instant>,
+    terminate_reported: bool,
+    ever_ready: bool,
+
+    conns: Vec<Conn>,
+    control: Slot,
+    fetch_slots: Vec<Slot>,
+    next_conn: u64,
+    next_token: u64,
+
+    running: HashMap<JobToken, RunningJob>,
+    outcomes: HashMap<JobToken, OutcomeRec>,
+    outcome_queue: VecDeque<JobToken>,
+    delayed: Vec<(Instant, JobToken)>,
+    outstanding_fetches: usize,
+
+    beat_due: Instant,
+    beat_in_flight: bool,
+    rss_kb: Option<u64>,
+
+    transmits: VecDeque<(ConnId, Bytes)>,
+    events: VecDeque<Event>,
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Worker {
+    /// A new worker; its first event is [`Event::OpenConnection`] for the control connection.
+    pub fn new(config: WorkerConfig, now: Instant) -> Result<Worker, ConfigError> {
+        config.validate()?;
+        let fetch_connections = config.fetch_connections();
+        let WorkerConfig {
+            concurrency,
+            queues,
+            wid,
+            hostname,
+            pid,
+            labels,
+            heartbeat_interval,
+            grace_period,
+            shutdown_flush_timeout,
+            backoff,
+            fetches_per_connection,
+            seed,
+            client: mut client_options,
+            ..
+        } = config;
+        let wid = wid.unwrap_or_else(crate::job::new_wid);
+        let seed = seed.unwrap_or_else(|| fnv1a(&wid));
+        let mut rng = SplitMix64::new(seed);
+        client_options.wid = Some(wid.clone());
+        client_options.hostname = hostname;
+        client_options.pid = pid;
+        client_options.labels = labels;
+        let control = Slot {
+            state: SlotState::Idle,
+            backoff: Backoff::new(backoff.clone(), rng.next_u64()),
+        };
+        let fetch_slots = (0..fetch_connections)
+            .map(|_| Slot {
+                state: SlotState::Idle,
+                backoff: Backoff::new(backoff.clone(), rng.next_u64()),
+            })
+            .collect();
+        let mut worker = Worker {
+            wid,
+            concurrency,
+            heartbeat_interval,
+            grace_period,
+            flush_timeout: shutdown_flush_timeout,
+            fetches_per_connection,
+            max_unconfirmed: concurrency.saturating_mul(2).saturating_add(16),
+            client_options,
+            picker: QueuePicker::new(&queues),
+            rng,
+            lifecycle: Lifecycle::Running,
+            stop_reason: StopReason::Shutdown,
+            grace_deadline: None,
+            flush_deadline: None,
+            terminate_reported: false,
+            ever_ready: false,
+            conns: Vec::new(),
+            control,
+            fetch_slots,
+            next_conn: 0,
+            next_token: 0,
+            running: HashMap::new(),
+            outcomes: HashMap::new(),
+            outcome_queue: VecDeque::new(),
+            delayed: Vec::new(),
+            outstanding_fetches: 0,
+            beat_due: now,
+            beat_in_flight: false,
+            rss_kb: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        worker.open(Role::Control, now);
+        Ok(worker)
+    }
+
+    // ----- accessors ------------------------------------------------------------------------------
+
+    /// The worker id used in every HELLO and BEAT.
+    pub fn wid(&self) -> &str {
+        &self.wid
+    }
+
+    /// The current lifecycle state.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+    }
+
+    /// Whether [`Event::Stopped`] was emitted.
+    pub fn is_stopped(&self) -> bool {
+        self.lifecycle == Lifecycle::Stopped
+    }
+
+    /// Jobs handed out and not finished (nor cancelled).
+    pub fn running_jobs(&self) -> usize {
+        self.running.len()
+    }
+
+    /// FETCHes sent and not answered.
+    pub fn outstanding_fetches(&self) -> usize {
+        self.outstanding_fetches
+    }
+
+    /// ACK/FAILs not yet confirmed by the server (queued or in flight).
+    pub fn unconfirmed_outcomes(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Connections currently open or opening.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether `conn` is the control connection (BEAT) rather than a fetch connection.
+    pub fn is_control_connection(&self, conn: ConnId) -> bool {
+        self.conns
+            .iter()
+            .any(|c| c.id == conn && c.role == Role::Control)
+    }
+
+    // ----- inputs ---------------------------------------------------------------------------------
+
+    /// The socket for `conn` is connected (TCP and TLS): the server's HI is expected next.
+    pub fn handle_connected(&mut self, conn: ConnId, now: Instant) {
+        let _ = conn;
+        self.pump(now);
+    }
+
+    /// Connecting `conn` failed; it is closed and its role reopened after a backoff.
+    pub fn handle_connect_failed(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.client.handle_io_error(error);
+        }
+        self.pump(now);
+    }
+
+    /// Bytes read from `conn`.
+    pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.client.handle_input(data, now);
+        }
+        self.pump(now);
+    }
+
+    /// `conn` reached EOF.
+    pub fn handle_eof(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.client.handle_eof(now);
+        }
+        self.pump(now);
+    }
+
+    /// Reading from or writing to `conn` failed.
+    pub fn handle_io_error(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.client.handle_io_error(error);
+        }
+        self.pump(now);
+    }
+
+    /// Time passed; call at (or after) [`Worker::poll_timeout`]. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.lifecycle == Lifecycle::Stopped {
+            return;
+        }
+        for c in &mut self.conns {
+            if c.client.poll_timeout().is_some_and(|t| t <= now) {
+                c.client.handle_timeout(now);
+            }
+            if c.fetch_paused_until.is_some_and(|t| t <= now) {
+                c.fetch_paused_until = None;
+            }
+        }
+        if let SlotState::Waiting(t) = self.control.state {
+            if t <= now {
+                self.control.state = SlotState::Idle;
+                self.open(Role::Control, now);
+            }
+        }
+        for slot in &mut self.fetch_slots {
+            if let SlotState::Waiting(t) = slot.state {
+                if t <= now {
+                    slot.state = SlotState::Idle;
+                }
+            }
+        }
+        if !self.delayed.is_empty() {
+            let mut i = 0;
+            while i < self.delayed.len() {
+                match self.delayed.get(i) {
+                    Some(&(t, token)) if t <= now => {
+                        self.delayed.swap_remove(i);
+                        self.outcome_queue.push_back(token);
+                    }
+                    _ => i += 1,
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The job `token` finished. Returns `false` (and ignores the outcome) when the token is not
+    /// running: unknown, already reported, or cancelled by [`Event::CancelJob`].
+    pub fn handle_job_finished(&mut self, token: JobToken, outcome: Outcome, now: Instant) -> bool {
+        let Some(job) = self.running.remove(&token) else {
+            return false;
+        };
+        let kind = match outcome {
+            Outcome::Ok => OutcomeKind::Ack,
+            Outcome::Failed {
+                errtype,
+                message,
+                backtrace,
+            } => OutcomeKind::Fail(fail::fail_payload(
+                &job.jid,
+                errtype,
+                message,
+                backtrace,
+                job.backtrace_lines,
+            )),
+            Outcome::Panicked { message } => OutcomeKind::Fail(fail::fail_payload(
+                &job.jid,
+                PANIC_ERRTYPE.to_owned(),
+                message,
+                Vec::new(),
+                0,
+            )),
+        };
+        self.queue_outcome(token, job.jid, kind);
+        self.pump(now);
+        true
+    }
+
+    /// The process's resident memory in KiB, sent with the next BEATs.
+    pub fn set_rss_kb(&mut self, rss_kb: u64) {
+        self.rss_kb = Some(rss_kb);
+    }
+
+    /// Quiet started locally (e.g. SIGTSTP): stop fetching, finish running jobs, keep beating; the
+    /// next BEAT (sent at once) reports `current_state: quiet`. No effect unless running.
+    pub fn quiet(&mut self, now: Instant) {
+        if self.lifecycle == Lifecycle::Running {
+            self.set_lifecycle(Lifecycle::Quiet);
+            self.beat_due = now;
+        }
+        self.pump(now);
+    }
+
+    /// Stop (a signal, the user's future): terminate started locally. See the module docs. No
+    /// effect once terminating.
+    pub fn shutdown(&mut self, now: Instant) {
+        if matches!(self.lifecycle, Lifecycle::Running | Lifecycle::Quiet) {
+            self.enter_terminating(StopReason::Shutdown, true, now);
+        }
+        self.pump(now);
+    }
+
+    // ----- outputs --------------------------------------------------------------------------------
+
+    /// Bytes to write to a connection. Drain this before [`Worker::poll_event`].
+    pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Worker::handle_timeout`] must be called next; `None` when stopped.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.lifecycle == Lifecycle::Stopped {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for c in &self.conns {
+            consider(c.client.poll_timeout());
+            consider(c.fetch_paused_until);
+        }
+        if let SlotState::Waiting(t) = self.control.state {
+            consider(Some(t));
+        }
+        for slot in &self.fetch_slots {
+            if let SlotState::Waiting(t) = slot.state {
+                consider(Some(t));
+            }
+        }
+        for (t, _) in &self.delayed {
+            consider(Some(*t));
+        }
+        if !self.beat_in_flight && self.control_index().is_some() {
+            consider(Some(self.beat_due));
+        }
+        match self.lifecycle {
+            Lifecycle::Terminating => consider(self.grace_deadline),
+            Lifecycle::Ending => consider(self.flush_deadline),
+            _ => {}
+        }
+        next
+    }
+
+    // ----- machinery ------------------------------------------------------------------------------
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.iter_mut().find(|c| c.id == id)
+    }
+
+    fn control_index(&self) -> Option<usize> {
+        self.conns
+            .iter()
+            .position(|c| c.role == Role::Control && c.ready)
+    }
+
+    fn slot_mut(&mut self, role: Role) -> Option<&mut Slot> {
+        match role {
+            Role::Control => Some(&mut self.control),
+            Role::Fetch(i) => self.fetch_slots.get_mut(i),
+        }
+    }
+
+    fn set_lifecycle(&mut self, state: Lifecycle) {
+        if self.lifecycle != state {
+            self.lifecycle = state;
+            self.events.push_back(Event::StateChanged(state));
+        }
+    }
+
+    fn new_token(&mut self) -> JobToken {
+        let t = JobToken(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn open(&mut self, role: Role, now: Instant) {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let client = client::Connection::new(self.client_options.clone(), now);
+        self.conns.push(Conn {
+            id,
+            role,
+            client,
+            ready: false,
+            requests: VecDeque::new(),
+            fetches: 0,
+            fetch_paused_until: None,
+        });
+        if let Some(slot) = self.slot_mut(role) {
+            slot.state = SlotState::Open(id);
+        }
+        self.events.push_back(Event::OpenConnection(id));
+    }
+
+    /// After any input: react to the connections' events, move the lifecycle on, send what can be
+    /// sent, collect the bytes to write.
+    fn pump(&mut self, now: Instant) {
+        if self.lifecycle == Lifecycle::Stopped {
+            return;
+        }
+        self.drain_connection_events(now);
+        self.advance(now);
+        if self.lifecycle != Lifecycle::Stopped {
+            self.dispatch(now);
+            self.advance(now);
+        }
+        self.flush_transmits();
+    }
+
+    fn flush_transmits(&mut self) {
+        for c in &mut self.conns {
+            while let Some(bytes) = c.client.poll_transmit() {
+                self.transmits.push_back((c.id, bytes));
+            }
+        }
+    }
+
+    fn drain_connection_events(&mut self, now: Instant) {
+        let mut i = 0;
+        while let Some(id) = self.conns.get(i).map(|c| c.id) {
+            while let Some(ev) = self
+                .conns
+                .get_mut(i)
+                .filter(|c| c.id == id)
+                .and_then(|c| c.client.poll_event())
+            {
+                self.on_connection_event(id, ev, now);
+                if self.lifecycle == Lifecycle::Stopped {
+                    return;
+                }
+            }
+            if self.conns.get(i).map(|c| c.id) == Some(id) {
+                i += 1;
+            }
+        }
+    }
+
+    fn on_connection_event(&mut self, id: ConnId, ev: client::Event, now: Instant) {
+        match ev {
+            client::Event::Ready => {
+                let Some(c) = self.conn_mut(id) else { return };
+                c.ready = true;
+                let role = c.role;
+                self.ever_ready = true;
+                if let Some(slot) = self.slot_mut(role) {
+                    slot.backoff.reset();
+                }
+                if role == Role::Control {
+                    self.beat_due = if self.lifecycle == Lifecycle::Running {
+                        now + self.heartbeat_interval
+                    } else {
+                        now
+                    };
+                }
+            }
+            client::Event::Reply { id: rid, result } => {
+                let Some(c) = self.conn_mut(id) else { return };
+                let Some(req) = c.take_request(rid) else {
+                    return;
+                };
+                match req {
+                    Req::Fetch => {
+                        c.fetches = c.fetches.saturating_sub(1);
+                        self.outstanding_fetches = self.outstanding_fetches.saturating_sub(1);
+                        self.on_fetch_reply(id, result, now);
+                    }
+                    Req::Outcome(token) => self.on_outcome_reply(id, token, result, now),
+                    Req::Beat { state } => self.on_beat_reply(id, state, result, now),
+                }
+            }
+            client::Event::Closed { error, .. } => self.on_connection_closed(id, error, now),
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn on_fetch_reply(&mut self, conn: ConnId, result: Result<Reply, ServerError>, now: Instant) {
+        match result {
+            Ok(Reply::Job(Some(job))) => self.on_fetched(job, now),
+            Ok(Reply::UndecodableJob { jid, error, .. }) => {
+                let token = self.new_token();
+                let jid = jid.filter(|j| !j.is_empty());
+                if let Some(j) = &jid {
+                    let fail = fail::fail_payload(
+                        j,
+                        INVALID_JOB_ERRTYPE.to_owned(),
+                        error.clone(),
+                        Vec::new(),
+                        0,
+                    );
+                    self.queue_outcome(token, j.clone(), OutcomeKind::Fail(fail));
+                }
+                self.events.push_back(Event::JobSkipped {
+                    token,
+                    jid,
+                    reason: SkipReason::Undecodable(error),
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if let Some(c) = self.conn_mut(conn) {
+                    c.fetch_paused_until = Some(now + FETCH_ERROR_PAUSE);
+                }
+                self.events.push_back(Event::CommandFailed {
+                    conn,
+                    command: "FETCH",
+                    error,
+                });
+            }
+        }
+    }
+
+    fn on_fetched(&mut self, job: Box<Job>, now: Instant) {
+        let token = self.new_token();
+        let run = match self.lifecycle {
+            Lifecycle::Running | Lifecycle::Quiet => true,
+            Lifecycle::Terminating => self.grace_deadline.is_none_or(|g| now < g),
+            Lifecycle::Ending | Lifecycle::Stopped => false,
+        };
+        if run {
+            self.running.insert(
+                token,
+                RunningJob {
+                    jid: job.jid.clone(),
+                    backtrace_lines: job.backtrace_lines(),
+                },
+            );
+            self.events.push_back(Event::RunJob { token, job });
+        } else {
+            let fail = fail::fail_payload(
+                &job.jid,
+                SHUTDOWN_ERRTYPE.to_owned(),
+                "the worker was shutting down when the job arrived; it was not started".to_owned(),
+                Vec::new(),
+                0,
+            );
+            self.queue_outcome(token, job.jid.clone(), OutcomeKind::Fail(fail));
+            self.events.push_back(Event::JobSkipped {
+                token,
+                jid: Some(job.jid),
+                reason: SkipReason::ShuttingDown,
+            });
+        }
+    }
+
+    fn on_outcome_reply(
+        &mut self,
+        conn: ConnId,
+        token: JobToken,
+        result: Result<Reply, ServerError>,
+        now: Instant,
+    ) {
+        let Some(rec) = self.outcomes.get_mut(&token) else {
+            return;
+        };
+        rec.in_flight = false;
+        let is_ack = matches!(rec.kind, OutcomeKind::Ack);
+        let confirmation = match result {
+            Ok(_) if is_ack => Confirmation::Acked,
+            Ok(_) => Confirmation::Failed,
+            Err(e) if !is_ack && e.is_job_not_found() => Confirmation::NotFound,
+            Err(e) => {
+                rec.errors += 1;
+                let errors = rec.errors;
+                self.events.push_back(Event::CommandFailed {
+                    conn,
+                    command: if is_ack { "ACK" } else { "FAIL" },
+                    error: e.clone(),
+                });
+                if errors >= MAX_OUTCOME_SENDS {
+                    Confirmation::Rejected(e)
+                } else {
+                    self.delayed
+                        .push((now + Duration::from_secs(u64::from(errors)), token));
+                    return;
+                }
+            }
+        };
+        self.confirm(token, confirmation);
+    }
+
+    fn confirm(&mut self, token: JobToken, confirmation: Confirmation) {
+        if let Some(rec) = self.outcomes.remove(&token) {
+            self.events.push_back(Event::JobConfirmed {
+                token,
+                jid: rec.jid,
+                confirmation,
+            });
+        }
+    }
+
+    fn on_beat_reply(
+        &mut self,
+        conn: ConnId,
+        state: Option<WorkerState>,
+        result: Result<Reply, ServerError>,
+        now: Instant,
+    ) {
+        self.beat_in_flight = false;
+        if state == Some(WorkerState::Terminate) {
+            self.terminate_reported = true;
+        }
+        match result {
+            Ok(Reply::Beat(Some(WorkerState::Quiet))) => {
+                if self.lifecycle == Lifecycle::Running {
+                    self.set_lifecycle(Lifecycle::Quiet);
+                }
+            }
+            Ok(Reply::Beat(Some(WorkerState::Terminate))) => {
+                if matches!(self.lifecycle, Lifecycle::Running | Lifecycle::Quiet) {
+                    self.enter_terminating(StopReason::Terminated, false, now);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let unknown = error.is_unknown_worker();
+                self.events.push_back(Event::CommandFailed {
+                    conn,
+                    command: "BEAT",
+                    error,
+                });
+                if unknown {
+                    self.restart_connection(conn, now);
+                }
+            }
+        }
+    }
+
+    /// Closes `conn` (END after what it carries) and reopens its role after a backoff. Its
+    /// unanswered ACK/FAILs are sent again elsewhere.
+    fn restart_connection(&mut self, id: ConnId, now: Instant) {
+        let Some(pos) = self.conns.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let mut conn = self.conns.remove(pos);
+        if conn.fetches > 0 {
+            // Never close a connection with a FETCH outstanding; only the control connection is
+            // restarted, and it carries none. Keep it if this ever happens.
+            self.conns.insert(pos, conn);
+            return;
+        }
+        if conn.ready {
+            let _ = conn.client.send(&Command::End, now);
+        }
+        while let Some(bytes) = conn.client.poll_transmit() {
+            self.transmits.push_back((id, bytes));
+        }
+        self.release_requests(&mut conn);
+        self.events.push_back(Event::CloseConnection(id));
+        self.schedule_reopen(conn.role, now);
+    }
+
+    fn release_requests(&mut self, conn: &mut Conn) {
+        for (_, req) in conn.requests.drain(..) {
+            match req {
+                Req::Fetch => {
+                    self.outstanding_fetches = self.outstanding_fetches.saturating_sub(1);
+                }
+                Req::Outcome(token) => {
+                    if let Some(rec) = self.outcomes.get_mut(&token) {
+                        if rec.in_flight {
+                            rec.in_flight = false;
+                            self.outcome_queue.push_front(token);
+                        }
+                    }
+                }
+                Req::Beat { .. } => self.beat_in_flight = false,
+            }
+        }
+        conn.fetches = 0;
+    }
+
+    fn schedule_reopen(&mut self, role: Role, now: Instant) {
+        if let Some(slot) = self.slot_mut(role) {
+            let delay = slot.backoff.next_delay();
+            slot.state = SlotState::Waiting(now + delay);
+        }
+    }
+
+    fn on_connection_closed(&mut self, id: ConnId, error: Option<ConnectionError>, now: Instant) {
+        let Some(pos) = self.conns.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let mut conn = self.conns.remove(pos);
+        // A socket flush may still hold bytes; they are useless now.
+        self.release_requests(&mut conn);
+        let error = error.unwrap_or(ConnectionError::Eof);
+        self.events.push_back(Event::ConnectionFailed {
+            conn: id,
+            error: error.clone(),
+        });
+        self.events.push_back(Event::CloseConnection(id));
+        let fatal = matches!(
+            error,
+            ConnectionError::Auth(_)
+                | ConnectionError::PasswordRequired
+                | ConnectionError::BadGreeting(_)
+        );
+        if fatal && !self.ever_ready {
+            self.finish(StopReason::Fatal(error), now);
+            return;
+        }
+        self.schedule_reopen(conn.role, now);
+    }
+
+    fn queue_outcome(&mut self, token: JobToken, jid: String, kind: OutcomeKind) {
+        self.outcomes.insert(
+            token,
+            OutcomeRec {
+                jid,
+                kind,
+                in_flight: false,
+                errors: 0,
+            },
+        );
+        self.outcome_queue.push_back(token);
+    }
+
+    fn enter_terminating(&mut self, reason: StopReason, local: bool, now: Instant) {
+        self.stop_reason = reason;
+        self.grace_deadline = Some(now + self.grace_period);
+        self.terminate_reported = !local;
+        if local {
+            self.beat_due = now;
+        }
+        self.set_lifecycle(Lifecycle::Terminating);
+    }
+
+    fn enter_ending(&mut self, now: Instant) {
+        let mut left: Vec<(JobToken, RunningJob)> = self.running.drain().collect();
+        left.sort_by_key(|(t, _)| *t);
+        let grace = self.grace_period.as_secs_f64();
+        for (token, job) in left {
+            self.events.push_back(Event::CancelJob(token));
+            let fail = fail::fail_payload(
+                &job.jid,
+                SHUTDOWN_ERRTYPE.to_owned(),
+                format!(
+                    "the job was still running when the worker's shutdown grace period ({grace}s) ended"
+                ),
+                Vec::new(),
+                0,
+            );
+            self.queue_outcome(token, job.jid, OutcomeKind::Fail(fail));
+        }
+        self.flush_deadline = Some(now + self.flush_timeout);
+        self.set_lifecycle(Lifecycle::Ending);
+    }
+
+    fn advance(&mut self, now: Instant) {
+        if self.lifecycle == Lifecycle::Terminating {
+            let grace_over = self.grace_deadline.is_some_and(|g| now >= g);
+            if grace_over || (self.running.is_empty() && self.outstanding_fetches == 0) {
+                self.enter_ending(now);
+            }
+        }
+        if self.lifecycle == Lifecycle::Ending {
+            let hard_stop = self.flush_deadline.is_some_and(|d| now >= d);
+            let settled = self.outcomes.is_empty()
+                && self.outstanding_fetches == 0
+                && !self.beat_in_flight
+                && (self.terminate_reported || self.control_index().is_none());
+            if hard_stop || settled {
+                let reason = self.stop_reason.clone();
+                self.finish(reason, now);
+            }
+        }
+    }
+
+    fn finish(&mut self, reason: StopReason, now: Instant) {
+        for mut conn in std::mem::take(&mut self.conns) {
+            if conn.ready && !conn.client.is_closed() {
+                let _ = conn.client.send(&Command::End, now);
+            }
+            while let Some(bytes) = conn.client.poll_transmit() {
+                self.transmits.push_back((conn.id, bytes));
+            }
+            self.events.push_back(Event::CloseConnection(conn.id));
+        }
+        let mut running: Vec<(JobToken, RunningJob)> = self.running.drain().collect();
+        running.sort_by_key(|(t, _)| *t);
+        let mut unconfirmed: Vec<Unconfirmed> = running
+            .into_iter()
+            .map(|(token, job)| {
+                self.events.push_back(Event::CancelJob(token));
+                Unconfirmed {
+                    token,
+                    jid: job.jid,
+                    ack: false,
+                }
+            })
+            .collect();
+        unconfirmed.extend(self.outcomes.drain().map(|(token, rec)| Unconfirmed {
+            token,
+            jid: rec.jid,
+            ack: matches!(rec.kind, OutcomeKind::Ack),
+        }));
+        unconfirmed.sort_by_key(|u| u.token);
+        let report = StopReport {
+            reason,
+            unconfirmed,
+            abandoned_fetches: self.outstanding_fetches,
+        };
+        self.outstanding_fetches = 0;
+        self.outcome_queue.clear();
+        self.delayed.clear();
+        self.beat_in_flight = false;
+        self.control.state = SlotState::Idle;
+        for slot in &mut self.fetch_slots {
+            slot.state = SlotState::Idle;
+        }
+        self.set_lifecycle(Lifecycle::Stopped);
+        self.events.push_back(Event::Stopped(report));
+    }
+
+    fn dispatch(&mut self, now: Instant) {
+        self.ensure_connections(now);
+        self.send_outcomes(now);
+        self.send_beat(now);
+        self.send_fetches(now);
+    }
+
+    fn ensure_connections(&mut self, now: Instant) {
+        if self.lifecycle != Lifecycle::Running || self.control_index().is_none() {
+            return;
+        }
+        for i in 0..self.fetch_slots.len() {
+            if self
+                .fetch_slots
+                .get(i)
+                .is_some_and(|s| s.state == SlotState::Idle)
+            {
+                self.open(Role::Fetch(i), now);
+            }
+        }
+    }
+
+    /// The least busy ready connection without an outstanding FETCH.
+    fn pick_outcome_connection(&self) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, c) in self.conns.iter().enumerate() {
+            if !c.ready || c.fetches > 0 {
+                continue;
+            }
+            let load = c.requests.len();
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((i, load));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn send_outcomes(&mut self, now: Instant) {
+        while let Some(&token) = self.outcome_queue.front() {
+            let Some(rec) = self.outcomes.get(&token) else {
+                self.outcome_queue.pop_front();
+                continue;
+            };
+            if rec.in_flight {
+                self.outcome_queue.pop_front();
+                continue;
+            }
+            let Some(index) = self.pick_outcome_connection() else {
+                return;
+            };
+            let command = match &rec.kind {
+                OutcomeKind::Ack => Command::Ack(Ack {
+                    jid: rec.jid.clone(),
+                }),
+                OutcomeKind::Fail(f) => Command::Fail(f.clone()),
+            };
+            let Some(conn) = self.conns.get_mut(index) else {
+                return;
+            };
+            match conn.client.send(&command, now) {
+                Ok(rid) => {
+                    conn.requests.push_back((rid, Req::Outcome(token)));
+                    self.outcome_queue.pop_front();
+                    if let Some(rec) = self.outcomes.get_mut(&token) {
+                        rec.in_flight = true;
+                    }
+                }
+                Err(SendError::Closed) => {
+                    // Its Closed event comes with the next input; do not pick it again.
+                    conn.ready = false;
+                }
+                Err(e) => {
+                    // Cannot be encoded (never happens for ACK/FAIL JSON): give up on it.
+                    self.outcome_queue.pop_front();
+                    let error = ServerError::new("LOCAL", e.to_string());
+                    self.confirm(token, Confirmation::Rejected(error));
+                }
+            }
+        }
+    }
+
+    fn send_beat(&mut self, now: Instant) {
+        if self.beat_in_flight || now < self.beat_due {
+            return;
+        }
+        let state = match self.lifecycle {
+            Lifecycle::Running => None,
+            Lifecycle::Quiet => Some(WorkerState::Quiet),
+            Lifecycle::Terminating | Lifecycle::Ending => Some(WorkerState::Terminate),
+            Lifecycle::Stopped => return,
+        };
+        let Some(index) = self.control_index() else {
+            return;
+        };
+        let command = Command::Beat(Beat {
+            wid: self.wid.clone(),
+            rss_kb: self.rss_kb,
+            current_state: state,
+        });
+        let Some(conn) = self.conns.get_mut(index) else {
+            return;
+        };
+        match conn.client.send(&command, now) {
+            Ok(rid) => {
+                conn.requests.push_back((rid, Req::Beat { state }));
+                self.beat_in_flight = true;
+                self.beat_due = now + self.heartbeat_interval;
+            }
+            Err(_) => conn.ready = false,
+        }
+    }
+
+    fn pick_fetch_connection(&self, now: Instant) -> Option<usize> {
+        let mut best: Option<(usize, (usize, usize))> = None;
+        for (i, c) in self.conns.iter().enumerate() {
+            if !c.ready
+                || !matches!(c.role, Role::Fetch(_))
+                || c.fetches >= self.fetches_per_connection
+                || c.fetch_paused_until.is_some_and(|t| t > now)
+            {
+                continue;
+            }
+            let load = (c.fetches, c.requests.len());
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((i, load));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    fn send_fetches(&mut self, now: Instant) {
+        if self.lifecycle != Lifecycle::Running || self.outcomes.len() >= self.max_unconfirmed {
+            return;
+        }
+        while self.running.len() + self.outstanding_fetches < self.concurrency {
+            let Some(index) = self.pick_fetch_connection(now) else {
+                return;
+            };
+            let queues = self.picker.next_order(&mut self.rng);
+            let Some(conn) = self.conns.get_mut(index) else {
+                return;
+            };
+            match conn.client.send(&Command::Fetch(queues), now) {
+                Ok(rid) => {
+                    conn.requests.push_back((rid, Req::Fetch));
+                    conn.fetches += 1;
+                    self.outstanding_fetches += 1;
+                }
+                Err(_) => conn.ready = false,
+            }
+        }
+    }
+}
