@@ -81,7 +81,7 @@
 //!
 //! # Heartbeat, quiet and terminate
 //!
-//! BEAT every `heartbeat_interval` (first one an interval after the control connection is ready),
+//! BEAT every `heartbeat_interval` (the first as soon as a control connection is ready),
 //! with the `rss_kb` given by [`Worker::set_rss_kb`] and, once not running, `current_state`. At most
 //! one BEAT is outstanding. Server replies:
 //! - `quiet` → [`Lifecycle::Quiet`]: no more FETCH on any connection, running jobs finish and are
@@ -464,6 +464,7 @@ pub struct Worker {
     fetch_slots: Vec<Slot>,
     next_conn: u64,
     next_token: u64,
+    rotation: usize,
 
     running: HashMap<JobToken, RunningJob>,
     outcomes: HashMap<JobToken, OutcomeRec>,
@@ -545,6 +546,7 @@ impl Worker {
             fetch_slots,
             next_conn: 0,
             next_token: 0,
+            rotation: 0,
             running: HashMap::new(),
             outcomes: HashMap::new(),
             outcome_queue: VecDeque::new(),
@@ -895,11 +897,9 @@ impl Worker {
                     slot.backoff.reset();
                 }
                 if role == Role::Control {
-                    self.beat_due = if self.lifecycle == Lifecycle::Running {
-                        now + self.heartbeat_interval
-                    } else {
-                        now
-                    };
+                    // BEAT at once: a HELLO does not refresh the heartbeat of a worker record that
+                    // other connections kept alive, and a new record must learn a quiet/terminate.
+                    self.beat_due = now;
                 }
             }
             client::Event::Reply { id: rid, result } => {
@@ -1284,14 +1284,20 @@ impl Worker {
         }
     }
 
-    /// The least busy ready connection without an outstanding FETCH.
-    fn pick_outcome_connection(&self) -> Option<usize> {
-        let mut best: Option<(usize, usize)> = None;
-        for (i, c) in self.conns.iter().enumerate() {
+    /// The least busy ready connection without an outstanding FETCH; on a tie a fetch connection
+    /// before the control one (it keeps BEAT prompt), and otherwise in turn.
+    fn pick_outcome_connection(&mut self) -> Option<usize> {
+        let n = self.conns.len();
+        let start = self.rotation % n.max(1);
+        self.rotation = self.rotation.wrapping_add(1);
+        let mut best: Option<(usize, (usize, bool))> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(c) = self.conns.get(i) else { continue };
             if !c.ready || c.fetches > 0 {
                 continue;
             }
-            let load = c.requests.len();
+            let load = (c.requests.len(), c.role == Role::Control);
             if best.is_none_or(|(_, l)| load < l) {
                 best = Some((i, load));
             }
@@ -1309,14 +1315,14 @@ impl Worker {
                 self.outcome_queue.pop_front();
                 continue;
             }
-            let Some(index) = self.pick_outcome_connection() else {
-                return;
-            };
             let command = match &rec.kind {
                 OutcomeKind::Ack => Command::Ack(Ack {
                     jid: rec.jid.clone(),
                 }),
                 OutcomeKind::Fail(f) => Command::Fail(f.clone()),
+            };
+            let Some(index) = self.pick_outcome_connection() else {
+                return;
             };
             let Some(conn) = self.conns.get_mut(index) else {
                 return;

@@ -105,7 +105,7 @@ pub const DEFAULT_SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default cap on fetch connections (the control connection comes on top).
 pub const DEFAULT_MAX_FETCH_CONNECTIONS: usize = 8;
 /// The default number of FETCHes pipelined on one fetch connection at most.
-pub const DEFAULT_FETCHES_PER_CONNECTION: usize = 4;
+pub const DEFAULT_FETCHES_PER_CONNECTION: usize = 2;
 
 /// Everything the worker engine needs to know.
 ///
