@@ -58,6 +58,9 @@ pub struct SConn {
     /// The server closed it (END, rejected HELLO); the worker gets EOF unless it closed it itself.
     pub closed: bool,
     pub ended: bool,
+    /// The worker reported the connection failed (reply timeout, protocol violation): its close
+    /// is not a choice, so a FETCH left on it does not count against the engine.
+    pub broken: bool,
 }
 
 /// Everything the server keeps apart from connections.
@@ -143,6 +146,7 @@ impl FakeServer {
                 unanswered_fetches: 0,
                 closed: false,
                 ended: false,
+                broken: false,
             },
         );
     }
@@ -338,7 +342,7 @@ impl FakeServer {
         if let Some(mut c) = self.conns.remove(&id) {
             if !c.closed {
                 Self::run_conn(&mut self.store, id, &mut c, now, true);
-                if c.unanswered_fetches > 0 {
+                if c.unanswered_fetches > 0 && !c.broken {
                     self.store.closed_with_fetch += 1;
                     // The blocked FETCH may still take a job nobody will run.
                     if let Some((_, queues)) = &c.blocked {
@@ -512,6 +516,11 @@ impl Harness {
                     "close of a connection not open: {id:?}"
                 );
                 self.server.client_closed(*id, self.now);
+            }
+            Event::ConnectionFailed { conn, .. } => {
+                if let Some(c) = self.server.conns.get_mut(conn) {
+                    c.broken = true;
+                }
             }
             Event::RunJob { token, job } => {
                 assert!(self.run_jobs.insert(*token, (**job).clone()).is_none());
