@@ -24,16 +24,16 @@
 //! - After END is transmitted no reply is expected; the following EOF closes the connection cleanly
 //!   (`Event::Closed { error: None, .. }`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use crate::command::{Command, EncodeError, WorkerState};
 use crate::error::ServerError;
-use crate::handshake::{HiError, Password};
+use crate::handshake::{Hello, Hi, HiError, PROTOCOL_VERSION, Password, password_hash};
 use crate::job::Job;
-use crate::resp::DecodeError;
+use crate::resp::{DecodeError, Decoder, Frame};
 
 /// Options for one client connection.
 #[derive(Clone, Debug)]
@@ -152,7 +152,9 @@ pub enum ConnectionError {
     ClosedBeforeGreeting,
     /// The server closed after our HELLO without a reply: it rejected the HELLO as malformed or
     /// the handshake took longer than its 2 s deadline.
-    #[error("server closed the connection during the handshake (malformed HELLO or handshake deadline)")]
+    #[error(
+        "server closed the connection during the handshake (malformed HELLO or handshake deadline)"
+    )]
     HandshakeRejected,
     /// The server asks for a password and none is configured.
     #[error("server requires a password and none is configured")]
@@ -189,17 +191,120 @@ pub enum SendError {
     Encode(#[from] EncodeError),
 }
 
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for `+HI`.
+    AwaitHi,
+    /// HELLO queued, waiting for `+OK`.
+    AwaitHelloOk,
+    /// Handshake done.
+    Ready,
+    /// Finished (cleanly or poisoned); `Event::Closed` was queued.
+    Closed,
+}
+
+/// The reply kind a command expects (PROTOCOL.md §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `+OK` (or bulk `OK`).
+    Ok,
+    /// `+OK` or bulk `{"state":…}`.
+    Beat,
+    /// Bulk job, `$-1` or `$0`.
+    Fetch,
+    /// Bulk JSON document.
+    Json,
+    /// Bulk JSON `{jid: error}`.
+    PushBulk,
+    /// Bulk text (a BID).
+    Text,
+}
+
+impl Kind {
+    /// The kind of reply `command` gets; `None` for END (no reply).
+    fn of(command: &Command) -> Option<Kind> {
+        Some(match command {
+            Command::End => return None,
+            Command::Beat(_) => Kind::Beat,
+            Command::Fetch(_) => Kind::Fetch,
+            Command::PushBulk(_) => Kind::PushBulk,
+            Command::Info
+            | Command::QueueLatency(_)
+            | Command::BatchStatus(_)
+            | Command::TrackGet(_) => Kind::Json,
+            Command::BatchNew(_) | Command::BatchOpen(_) => Kind::Text,
+            _ => Kind::Ok,
+        })
+    }
+}
+
+/// One request waiting for its reply.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: RequestId,
+    kind: Kind,
+    verb: &'static str,
+    timeout: Duration,
+}
+
+/// The largest iteration count a server may ask for (the real one picks 4000..=8095): a hostile
+/// server must not make us hash for minutes.
+const MAX_HASH_ITERATIONS: u32 = 1_000_000;
+
 /// The client side of one Faktory connection.
+///
+/// Drive it with bytes, EOF, I/O errors and time; after every input, drain
+/// [`Connection::poll_transmit`] (write what it gives), [`Connection::poll_event`], and sleep until
+/// [`Connection::poll_timeout`]. See the crate documentation for a complete blocking loop.
+///
+/// Buffers: input is appended to one `BytesMut` and decoded in place (bulk bodies are split off
+/// without copying, and a FETCH body is decoded into a [`Job`] straight from that split); output is
+/// encoded into one `BytesMut` and handed out whole by [`Connection::poll_transmit`].
 #[derive(Debug)]
 pub struct Connection {
     options: ClientOptions,
+    state: State,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    inbuf: BytesMut,
+    /// Bytes to transmit.
+    outbuf: BytesMut,
+    /// Commands sent before `Ready`, transmitted right after `+OK`.
+    held: BytesMut,
+    /// Requests awaiting replies, oldest first (held ones included).
+    pending: VecDeque<Pending>,
+    events: VecDeque<Event>,
+    next_id: u64,
+    /// Deadline of the whole handshake (until `Ready`).
+    handshake_deadline: Option<Instant>,
+    /// Deadline of the oldest unanswered request, or of the EOF expected after END.
+    reply_deadline: Option<Instant>,
+    /// END was queued: no more sends, no reply expected for it.
+    end_queued: bool,
+    /// The next frame is the first one after `+OK` (where `too many connections` may come).
+    first_after_ok: bool,
 }
 
 impl Connection {
     /// A new connection, waiting for the server's HI.
     pub fn new(options: ClientOptions, now: Instant) -> Self {
-        let _ = now;
-        Connection { options }
+        let handshake_deadline = now.checked_add(options.handshake_timeout);
+        Connection {
+            decoder: Decoder::with_max_frame_size(options.max_frame_size),
+            options,
+            state: State::AwaitHi,
+            inbuf: BytesMut::new(),
+            outbuf: BytesMut::new(),
+            held: BytesMut::new(),
+            pending: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+            handshake_deadline,
+            reply_deadline: None,
+            end_queued: false,
+            first_after_ok: false,
+        }
     }
 
     /// The options this connection was made with.
@@ -209,26 +314,71 @@ impl Connection {
 
     /// Feeds bytes read from the socket.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        let _ = (data, now);
-        unimplemented!("client::Connection::handle_input")
+        if self.state == State::Closed || data.is_empty() {
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        while self.state != State::Closed {
+            match self.decoder.decode(&mut self.inbuf) {
+                Ok(Some(frame)) => self.handle_frame(frame, now),
+                Ok(None) => break,
+                Err(e) => self.finish(Some(ConnectionError::Decode(e))),
+            }
+        }
     }
 
     /// The socket reached EOF.
     pub fn handle_eof(&mut self, now: Instant) {
         let _ = now;
-        unimplemented!("client::Connection::handle_eof")
+        match self.state {
+            State::Closed => {}
+            State::AwaitHi => self.finish(Some(ConnectionError::ClosedBeforeGreeting)),
+            State::AwaitHelloOk => self.finish(Some(ConnectionError::HandshakeRejected)),
+            State::Ready => {
+                if self.end_queued && self.pending.is_empty() && self.inbuf.is_empty() {
+                    self.finish(None);
+                } else {
+                    self.finish(Some(ConnectionError::Eof));
+                }
+            }
+        }
     }
 
     /// The socket failed.
     pub fn handle_io_error(&mut self, error: &std::io::Error) {
-        let _ = error;
-        unimplemented!("client::Connection::handle_io_error")
+        self.finish(Some(ConnectionError::Io(error.to_string())));
     }
 
     /// Time passed; spurious calls are no-ops.
+    ///
+    /// After END, once every earlier request is answered, the connection waits one
+    /// `options.reply_timeout` for the server's EOF and then closes cleanly by itself.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!("client::Connection::handle_timeout")
+        match self.state {
+            State::Closed => {}
+            State::AwaitHi | State::AwaitHelloOk => {
+                if self.handshake_deadline.is_some_and(|d| now >= d) {
+                    let what = if self.state == State::AwaitHi {
+                        "the server greeting (HI)"
+                    } else {
+                        "the reply to HELLO"
+                    };
+                    self.finish(Some(ConnectionError::Timeout(what)));
+                }
+            }
+            State::Ready => {
+                if self.reply_deadline.is_some_and(|d| now >= d) {
+                    match self.pending.front() {
+                        Some(p) => {
+                            let what = timeout_label(p.verb);
+                            self.finish(Some(ConnectionError::Timeout(what)));
+                        }
+                        None if self.end_queued => self.finish(None),
+                        None => self.reply_deadline = None,
+                    }
+                }
+            }
+        }
     }
 
     /// Queues a command with the default reply timeout.
@@ -237,51 +387,774 @@ impl Connection {
     }
 
     /// Queues a command with its own reply timeout (`None`: the default).
+    ///
+    /// Before the handshake completes the command is held and transmitted right after `+OK`. After
+    /// END nothing more can be sent (the server stops reading at END).
     pub fn send_with_timeout(
         &mut self,
         command: &Command,
         timeout: Option<Duration>,
         now: Instant,
     ) -> Result<RequestId, SendError> {
-        let _ = (command, timeout, now);
-        unimplemented!("client::Connection::send_with_timeout")
+        if self.state == State::Closed || self.end_queued {
+            return Err(SendError::Closed);
+        }
+        let ready = self.state == State::Ready;
+        if ready {
+            command.encode(&mut self.outbuf)?;
+        } else {
+            command.encode(&mut self.held)?;
+        }
+        let id = RequestId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        let timeout = timeout.unwrap_or(self.options.reply_timeout);
+        match Kind::of(command) {
+            Some(kind) => {
+                if ready && self.pending.is_empty() {
+                    self.reply_deadline = now.checked_add(timeout);
+                }
+                self.pending.push_back(Pending {
+                    id,
+                    kind,
+                    verb: command.verb(),
+                    timeout,
+                });
+            }
+            None => {
+                self.end_queued = true;
+                if ready && self.pending.is_empty() {
+                    self.reply_deadline = now.checked_add(self.options.reply_timeout);
+                }
+            }
+        }
+        Ok(id)
     }
 
-    /// Bytes to write to the socket, if any.
+    /// Bytes to write to the socket, if any: everything queued, as one buffer (no copy).
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        unimplemented!("client::Connection::poll_transmit")
+        if self.outbuf.is_empty() {
+            None
+        } else {
+            Some(self.outbuf.split().freeze())
+        }
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!("client::Connection::poll_event")
+        self.events.pop_front()
     }
 
     /// When [`Connection::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!("client::Connection::poll_timeout")
+        match self.state {
+            State::AwaitHi | State::AwaitHelloOk => self.handshake_deadline,
+            State::Ready => self.reply_deadline,
+            State::Closed => None,
+        }
     }
 
     /// Whether the handshake completed and the connection is usable.
     pub fn is_ready(&self) -> bool {
-        unimplemented!("client::Connection::is_ready")
+        self.state == State::Ready
     }
 
     /// Whether the connection is finished (closed or poisoned).
     pub fn is_closed(&self) -> bool {
-        unimplemented!("client::Connection::is_closed")
+        self.state == State::Closed
     }
 
-    /// Requests sent and not yet answered.
+    /// Requests sent and not yet answered (including those held until the handshake completes).
     pub fn in_flight(&self) -> usize {
-        unimplemented!("client::Connection::in_flight")
+        self.pending.len()
     }
 
     /// Abandons the connection locally: [`Event::Closed`] with [`ConnectionError::Closed`] follows.
     pub fn abort(&mut self) {
-        unimplemented!("client::Connection::abort")
+        self.finish(Some(ConnectionError::Closed));
+    }
+
+    /// Ends the connection once: every pending request becomes unanswered, buffers are released.
+    fn finish(&mut self, error: Option<ConnectionError>) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        let unanswered = self.pending.drain(..).map(|p| p.id).collect();
+        self.inbuf = BytesMut::new();
+        self.outbuf = BytesMut::new();
+        self.held = BytesMut::new();
+        self.handshake_deadline = None;
+        self.reply_deadline = None;
+        self.events.push_back(Event::Closed { error, unanswered });
+    }
+
+    fn handle_frame(&mut self, frame: Frame, now: Instant) {
+        match self.state {
+            State::AwaitHi => self.on_greeting(frame),
+            State::AwaitHelloOk => match frame {
+                Frame::Simple(ref t) | Frame::Bulk(ref t) if t.as_ref() == b"OK" => {
+                    self.on_ready(now);
+                }
+                Frame::Error(line) => {
+                    self.finish(Some(ConnectionError::Auth(ServerError::from_line(&line))));
+                }
+                other => self.finish(Some(ConnectionError::UnexpectedReply {
+                    command: "HELLO",
+                    got: describe(&other),
+                })),
+            },
+            State::Ready => self.on_reply(frame, now),
+            State::Closed => {}
+        }
+    }
+
+    fn on_greeting(&mut self, frame: Frame) {
+        let Frame::Simple(text) = frame else {
+            return self.finish(Some(ConnectionError::BadGreeting(HiError::NotHi)));
+        };
+        let hi = match Hi::parse(&text) {
+            Ok(hi) => hi,
+            Err(e) => return self.finish(Some(ConnectionError::BadGreeting(e))),
+        };
+        let pwdhash = if hi.requires_password() {
+            let Some(password) = &self.options.password else {
+                return self.finish(Some(ConnectionError::PasswordRequired));
+            };
+            let iterations = hi.i.unwrap_or(1);
+            if iterations > MAX_HASH_ITERATIONS {
+                return self.finish(Some(ConnectionError::BadGreeting(HiError::Json(format!(
+                    "password hash iteration count {iterations} exceeds {MAX_HASH_ITERATIONS}"
+                )))));
+            }
+            let salt = hi.s.as_deref().unwrap_or("");
+            Some(password_hash(password.expose(), salt, iterations))
+        } else {
+            None
+        };
+        let o = &self.options;
+        let hello = Hello {
+            v: Some(PROTOCOL_VERSION),
+            hostname: o.hostname.clone(),
+            pid: o.pid,
+            labels: (!o.labels.is_empty()).then(|| o.labels.clone()),
+            wid: o.wid.clone(),
+            pwdhash,
+            username: o.username.clone(),
+        };
+        match Command::Hello(hello).encode(&mut self.outbuf) {
+            Ok(()) => self.state = State::AwaitHelloOk,
+            Err(e) => self.finish(Some(ConnectionError::Io(format!(
+                "cannot encode HELLO: {e}"
+            )))),
+        }
+    }
+
+    fn on_ready(&mut self, now: Instant) {
+        self.state = State::Ready;
+        self.handshake_deadline = None;
+        self.first_after_ok = true;
+        self.events.push_back(Event::Ready);
+        if !self.held.is_empty() {
+            if self.outbuf.is_empty() {
+                std::mem::swap(&mut self.outbuf, &mut self.held);
+            } else {
+                self.outbuf.extend_from_slice(&self.held);
+                self.held.clear();
+            }
+        }
+        self.arm_front(now);
+    }
+
+    /// Starts the timer of the (new) oldest unanswered request, or the wait for EOF after END.
+    fn arm_front(&mut self, now: Instant) {
+        self.reply_deadline = match self.pending.front() {
+            Some(p) => now.checked_add(p.timeout),
+            None if self.end_queued => now.checked_add(self.options.reply_timeout),
+            None => None,
+        };
+    }
+
+    fn on_reply(&mut self, frame: Frame, now: Instant) {
+        let first = std::mem::take(&mut self.first_after_ok);
+        if let Frame::Error(line) = &frame {
+            let error = ServerError::from_line(line);
+            if first && error.is_too_many_connections() {
+                return self.finish(Some(ConnectionError::TooManyConnections(error)));
+            }
+            return match self.pending.pop_front() {
+                Some(p) => {
+                    self.events.push_back(Event::Reply {
+                        id: p.id,
+                        result: Err(error),
+                    });
+                    self.arm_front(now);
+                }
+                None => self.finish(Some(ConnectionError::UnexpectedReply {
+                    command: "no request",
+                    got: describe(&frame),
+                })),
+            };
+        }
+        let Some(p) = self.pending.front().copied() else {
+            return self.finish(Some(ConnectionError::UnexpectedReply {
+                command: "no request",
+                got: describe(&frame),
+            }));
+        };
+        match decode_reply(p.kind, frame) {
+            Ok(reply) => {
+                self.pending.pop_front();
+                self.events.push_back(Event::Reply {
+                    id: p.id,
+                    result: Ok(reply),
+                });
+                self.arm_front(now);
+            }
+            Err(got) => self.finish(Some(ConnectionError::UnexpectedReply {
+                command: p.verb,
+                got,
+            })),
+        }
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: BytesMut) {}
+/// `{"state":"quiet"}`, BEAT's bulk reply.
+#[derive(serde::Deserialize)]
+struct StateReply {
+    state: WorkerState,
+}
+
+/// Turns a non-error frame into the reply `kind` expects, or describes why it does not fit.
+fn decode_reply(kind: Kind, frame: Frame) -> Result<Reply, String> {
+    match (kind, frame) {
+        (Kind::Fetch, Frame::Bulk(body)) => {
+            if body.is_empty() {
+                return Ok(Reply::Job(None));
+            }
+            match serde_json::from_slice::<Job>(&body) {
+                Ok(job) => Ok(Reply::Job(Some(Box::new(job)))),
+                Err(e) => Ok(Reply::UndecodableJob {
+                    jid: extract_jid(&body),
+                    error: e.to_string(),
+                    raw: body,
+                }),
+            }
+        }
+        (Kind::Fetch, Frame::Null) => Ok(Reply::Job(None)),
+        (Kind::Ok, Frame::Simple(t) | Frame::Bulk(t)) if t.as_ref() == b"OK" => Ok(Reply::Ok),
+        (Kind::Beat, Frame::Simple(t) | Frame::Bulk(t)) if t.as_ref() == b"OK" => {
+            Ok(Reply::Beat(None))
+        }
+        (Kind::Beat, Frame::Bulk(body)) => match serde_json::from_slice::<StateReply>(&body) {
+            Ok(s) => Ok(Reply::Beat(Some(s.state))),
+            Err(e) => Err(format!("BEAT state that does not decode ({e})")),
+        },
+        (Kind::Json, Frame::Bulk(body)) => Ok(Reply::Json(body)),
+        (Kind::PushBulk, Frame::Bulk(body)) => match serde_json::from_slice(&body) {
+            Ok(map) => Ok(Reply::PushBulk(map)),
+            Err(e) => Err(format!("PUSHB result that does not decode ({e})")),
+        },
+        (Kind::Text, Frame::Bulk(t) | Frame::Simple(t)) => {
+            Ok(Reply::Text(String::from_utf8_lossy(&t).into_owned()))
+        }
+        (_, other) => Err(describe(&other)),
+    }
+}
+
+/// The `jid` of a job payload that does not decode as a [`Job`], if it has one.
+fn extract_jid(body: &[u8]) -> Option<String> {
+    let serde_json::Value::Object(map) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    // Keys match case-insensitively on the server.
+    let as_string = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    map.get("jid").and_then(as_string).or_else(|| {
+        map.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("jid"))
+            .find_map(|(_, v)| as_string(v))
+    })
+}
+
+/// A short description of a frame, for errors.
+fn describe(frame: &Frame) -> String {
+    const MAX: usize = 60;
+    let text = |b: &[u8]| {
+        let cut = b.get(..MAX).unwrap_or(b);
+        let mut s = String::from_utf8_lossy(cut).into_owned();
+        if b.len() > MAX {
+            s.push('…');
+        }
+        s
+    };
+    match frame {
+        Frame::Simple(t) => format!("simple string {:?}", text(t)),
+        Frame::Error(t) => format!("error {:?}", text(t)),
+        Frame::Bulk(b) => format!("bulk string of {} bytes", b.len()),
+        Frame::Null => "null bulk string".to_owned(),
+        Frame::Integer(n) => format!("integer {n}"),
+        Frame::Array(items) => format!("array of {} elements", items.len()),
+    }
+}
+
+/// What a timed-out request was waiting for.
+fn timeout_label(verb: &'static str) -> &'static str {
+    match verb {
+        "HELLO" => "the reply to HELLO",
+        "FLUSH" => "the reply to FLUSH",
+        "INFO" => "the reply to INFO",
+        "PUSH" => "the reply to PUSH",
+        "PUSHB" => "the reply to PUSHB",
+        "FETCH" => "the reply to FETCH",
+        "ACK" => "the reply to ACK",
+        "FAIL" => "the reply to FAIL",
+        "BEAT" => "the reply to BEAT",
+        "QUEUE" => "the reply to QUEUE",
+        "MUTATE" => "the reply to MUTATE",
+        "BATCH" => "the reply to BATCH",
+        "TRACK" => "the reply to TRACK",
+        _ => "a reply",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Ack, Beat};
+
+    const HI: &[u8] = b"+HI {\"v\":2}\r\n";
+
+    fn t(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    fn events(c: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    fn ready(now: Instant) -> Connection {
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_input(HI, now);
+        c.handle_input(b"+OK\r\n", now);
+        assert_eq!(events(&mut c), vec![Event::Ready]);
+        while c.poll_transmit().is_some() {}
+        c
+    }
+
+    fn fetch() -> Command {
+        Command::Fetch(vec!["default".into()])
+    }
+
+    fn ack() -> Command {
+        Command::Ack(Ack {
+            jid: "abcdefgh".into(),
+        })
+    }
+
+    fn closed(error: ConnectionError, unanswered: Vec<RequestId>) -> Event {
+        Event::Closed {
+            error: Some(error),
+            unanswered,
+        }
+    }
+
+    #[test]
+    fn commands_wait_for_ok_and_follow_hello() {
+        let now = Instant::now();
+        let mut c = Connection::new(ClientOptions::default(), now);
+        let id = c.send(&ack(), now).unwrap();
+        assert_eq!(c.poll_transmit(), None);
+        c.handle_input(HI, now);
+        assert_eq!(c.poll_transmit().unwrap(), &b"HELLO {\"v\":2}\r\n"[..]);
+        assert!(!c.is_ready());
+        c.handle_input(b"+OK\r\n", now);
+        assert!(c.is_ready());
+        assert_eq!(
+            c.poll_transmit().unwrap(),
+            &b"ACK {\"jid\":\"abcdefgh\"}\r\n"[..]
+        );
+        c.handle_input(b"+OK\r\n", now);
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Ready,
+                Event::Reply {
+                    id,
+                    result: Ok(Reply::Ok)
+                }
+            ]
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn pipelined_commands_go_out_as_one_buffer() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        c.send(&ack(), now).unwrap();
+        c.send(&fetch(), now).unwrap();
+        let out = c.poll_transmit().unwrap();
+        assert_eq!(out, &b"ACK {\"jid\":\"abcdefgh\"}\r\nFETCH default\r\n"[..]);
+        assert_eq!(c.poll_transmit(), None);
+        assert_eq!(c.in_flight(), 2);
+    }
+
+    #[test]
+    fn too_many_connections_right_after_ok() {
+        let now = Instant::now();
+        let mut c = Connection::new(ClientOptions::default(), now);
+        let id = c.send(&fetch(), now).unwrap();
+        c.handle_input(
+            b"+HI {\"v\":2}\r\n+OK\r\n-ERR too many connections: 2000\r\n",
+            now,
+        );
+        let err = ServerError::new("ERR", "too many connections: 2000");
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Ready,
+                closed(ConnectionError::TooManyConnections(err), vec![id])
+            ]
+        );
+        assert!(c.is_closed());
+        assert!(matches!(c.send(&fetch(), now), Err(SendError::Closed)));
+    }
+
+    #[test]
+    fn the_same_error_later_is_an_ordinary_reply() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        let a = c.send(&ack(), now).unwrap();
+        let b = c.send(&ack(), now).unwrap();
+        c.handle_input(b"+OK\r\n-ERR too many connections: 2000\r\n", now);
+        let ev = events(&mut c);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(
+            ev[0],
+            Event::Reply {
+                id: a,
+                result: Ok(Reply::Ok)
+            }
+        );
+        assert!(
+            matches!(&ev[1], Event::Reply { id, result: Err(e) } if *id == b && e.is_too_many_connections())
+        );
+        assert!(c.is_ready());
+    }
+
+    #[test]
+    fn handshake_failures_are_distinct() {
+        let now = Instant::now();
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_eof(now);
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::ClosedBeforeGreeting, vec![])]
+        );
+
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_input(HI, now);
+        c.handle_eof(now);
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::HandshakeRejected, vec![])]
+        );
+
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_input(b"+HI {\"v\":2,\"i\":5000,\"s\":\"abc\"}\r\n", now);
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::PasswordRequired, vec![])]
+        );
+        assert_eq!(c.poll_transmit(), None, "no HELLO without the password");
+
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_input(b"+HELLO\r\n", now);
+        assert!(matches!(
+            &events(&mut c)[..],
+            [Event::Closed {
+                error: Some(ConnectionError::BadGreeting(_)),
+                ..
+            }]
+        ));
+
+        let mut c = Connection::new(ClientOptions::default(), now);
+        c.handle_input(HI, now);
+        c.handle_input(b"-ERR Invalid password\r\n", now);
+        let err = ServerError::new("ERR", "Invalid password");
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::Auth(err), vec![])]
+        );
+    }
+
+    #[test]
+    fn handshake_deadline() {
+        let base = Instant::now();
+        let o = ClientOptions {
+            handshake_timeout: Duration::from_secs(3),
+            ..ClientOptions::default()
+        };
+        let mut c = Connection::new(o, base);
+        let id = c.send(&ack(), base).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t(base, 3000)));
+        c.handle_input(HI, t(base, 1000));
+        c.handle_timeout(t(base, 2999));
+        assert_eq!(c.poll_event(), None);
+        c.handle_timeout(t(base, 3000));
+        assert_eq!(
+            events(&mut c),
+            vec![closed(
+                ConnectionError::Timeout("the reply to HELLO"),
+                vec![id]
+            )]
+        );
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn reply_timer_starts_when_the_request_becomes_oldest() {
+        let base = Instant::now();
+        let mut c = ready(base);
+        assert_eq!(c.poll_timeout(), None);
+        let f = c.send(&fetch(), base).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t(base, 10_000)));
+        let a = c
+            .send_with_timeout(&ack(), Some(Duration::from_secs(1)), t(base, 500))
+            .unwrap();
+        // The ACK waits behind the FETCH: its second only starts when the FETCH is answered.
+        assert_eq!(c.poll_timeout(), Some(t(base, 10_000)));
+        c.handle_input(b"$-1\r\n", t(base, 2000));
+        assert_eq!(c.poll_timeout(), Some(t(base, 3000)));
+        c.handle_timeout(t(base, 2999));
+        assert_eq!(
+            events(&mut c),
+            vec![Event::Reply {
+                id: f,
+                result: Ok(Reply::Job(None))
+            }]
+        );
+        c.handle_timeout(t(base, 3000));
+        assert_eq!(
+            events(&mut c),
+            vec![closed(
+                ConnectionError::Timeout("the reply to ACK"),
+                vec![a]
+            )]
+        );
+        // A late reply is never read as an answer.
+        c.handle_input(b"+OK\r\n", t(base, 3001));
+        assert_eq!(c.poll_event(), None);
+    }
+
+    #[test]
+    fn reply_kinds() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        let beat = Command::Beat(Beat {
+            wid: "w".into(),
+            rss_kb: None,
+            current_state: None,
+        });
+        let ids: Vec<_> = [fetch(), fetch(), ack(), beat.clone(), beat, Command::Info]
+            .iter()
+            .map(|cmd| c.send(cmd, now).unwrap())
+            .collect();
+        c.handle_input(
+            b"$0\r\n\r\n$-1\r\n$2\r\nOK\r\n+OK\r\n$21\r\n{\"state\":\"terminate\"}\r\n$2\r\n{}\r\n",
+            now,
+        );
+        let results: Vec<_> = events(&mut c)
+            .into_iter()
+            .map(|e| match e {
+                Event::Reply { result, .. } => result.unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            results,
+            vec![
+                Reply::Job(None),
+                Reply::Job(None),
+                Reply::Ok,
+                Reply::Beat(None),
+                Reply::Beat(Some(WorkerState::Terminate)),
+                Reply::Json(Bytes::from_static(b"{}")),
+            ]
+        );
+        assert_eq!(ids.len(), 6);
+    }
+
+    #[test]
+    fn undecodable_job_keeps_its_jid() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        let id = c.send(&fetch(), now).unwrap();
+        let body = br#"{"jid":"abcdefgh","jobtype":"X","args":{"not":"an array"}}"#;
+        c.handle_input(format!("${}\r\n", body.len()).as_bytes(), now);
+        c.handle_input(body, now);
+        c.handle_input(b"\r\n", now);
+        match c.poll_event() {
+            Some(Event::Reply {
+                id: got,
+                result: Ok(Reply::UndecodableJob { jid, raw, .. }),
+            }) => {
+                assert_eq!(got, id);
+                assert_eq!(jid.as_deref(), Some("abcdefgh"));
+                assert_eq!(raw, &body[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            c.is_ready(),
+            "an undecodable job does not poison the connection"
+        );
+    }
+
+    #[test]
+    fn unexpected_frames_poison_once() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        let f = c.send(&fetch(), now).unwrap();
+        let a = c.send(&ack(), now).unwrap();
+        c.handle_input(b"+OK\r\n", now);
+        c.handle_eof(now);
+        c.abort();
+        let ev = events(&mut c);
+        assert_eq!(
+            ev,
+            vec![closed(
+                ConnectionError::UnexpectedReply {
+                    command: "FETCH",
+                    got: "simple string \"OK\"".into()
+                },
+                vec![f, a]
+            )]
+        );
+
+        let mut c = ready(now);
+        c.handle_input(b"+OK\r\n", now);
+        assert!(matches!(
+            &events(&mut c)[..],
+            [Event::Closed {
+                error: Some(ConnectionError::UnexpectedReply {
+                    command: "no request",
+                    ..
+                }),
+                ..
+            }]
+        ));
+
+        let mut c = ready(now);
+        let id = c.send(&ack(), now).unwrap();
+        c.handle_input(b"!oops\r\n", now);
+        assert!(matches!(
+            &events(&mut c)[..],
+            [Event::Closed { error: Some(ConnectionError::Decode(_)), unanswered }] if unanswered == &vec![id]
+        ));
+    }
+
+    #[test]
+    fn end_closes_cleanly_at_eof_or_after_waiting() {
+        let base = Instant::now();
+        let mut c = ready(base);
+        let a = c.send(&ack(), base).unwrap();
+        c.send(&Command::End, base).unwrap();
+        assert!(matches!(c.send(&ack(), base), Err(SendError::Closed)));
+        assert_eq!(
+            c.poll_transmit().unwrap(),
+            &b"ACK {\"jid\":\"abcdefgh\"}\r\nEND\r\n"[..]
+        );
+        c.handle_input(b"+OK\r\n", t(base, 5));
+        c.handle_eof(t(base, 6));
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Reply {
+                    id: a,
+                    result: Ok(Reply::Ok)
+                },
+                Event::Closed {
+                    error: None,
+                    unanswered: vec![]
+                }
+            ]
+        );
+
+        // EOF while a request before END is unanswered is not clean.
+        let mut c = ready(base);
+        let a = c.send(&ack(), base).unwrap();
+        c.send(&Command::End, base).unwrap();
+        c.handle_eof(base);
+        assert_eq!(events(&mut c), vec![closed(ConnectionError::Eof, vec![a])]);
+
+        // A server that never closes after END: the connection ends by itself.
+        let mut c = ready(base);
+        c.send(&Command::End, base).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t(base, 10_000)));
+        c.handle_timeout(t(base, 10_000));
+        assert_eq!(
+            events(&mut c),
+            vec![Event::Closed {
+                error: None,
+                unanswered: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn io_error_and_abort() {
+        let now = Instant::now();
+        let mut c = ready(now);
+        let a = c.send(&ack(), now).unwrap();
+        c.handle_io_error(&std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        ));
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::Io("reset".into()), vec![a])]
+        );
+        assert_eq!(c.poll_transmit(), None, "unsent bytes are dropped");
+
+        let mut c = ready(now);
+        c.abort();
+        c.abort();
+        assert_eq!(
+            events(&mut c),
+            vec![closed(ConnectionError::Closed, vec![])]
+        );
+    }
+
+    #[test]
+    fn huge_timeouts_do_not_overflow() {
+        let now = Instant::now();
+        let o = ClientOptions {
+            handshake_timeout: Duration::MAX,
+            reply_timeout: Duration::MAX,
+            ..ClientOptions::default()
+        };
+        let mut c = Connection::new(o, now);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_input(b"+HI {\"v\":2}\r\n+OK\r\n", now);
+        c.send(&ack(), now).unwrap();
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_hostile_iteration_count_is_refused() {
+        let now = Instant::now();
+        let o = ClientOptions {
+            password: Some(Password::from("pw")),
+            ..ClientOptions::default()
+        };
+        let mut c = Connection::new(o, now);
+        c.handle_input(b"+HI {\"v\":2,\"i\":4000000000,\"s\":\"ab\"}\r\n", now);
+        assert!(matches!(
+            &events(&mut c)[..],
+            [Event::Closed {
+                error: Some(ConnectionError::BadGreeting(_)),
+                ..
+            }]
+        ));
+    }
+}
