@@ -463,8 +463,8 @@ proptest! {
         sizes in vec(1usize..40, 1..8),
     ) {
         let wire = encode_frames(&frames);
-        prop_assert_eq!(decode_chunked(&wire, &sizes), frames.clone());
-        prop_assert_eq!(decode_chunked(&wire, &[1]), frames);
+        prop_assert_eq!(&decode_chunked(&wire, &sizes), &frames);
+        prop_assert_eq!(&decode_chunked(&wire, &[1]), &frames);
     }
 
     #[test]
