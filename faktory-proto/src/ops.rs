@@ -170,6 +170,18 @@ pub fn wire_for_log(bytes: &[u8]) -> String {
     out.replace('\r', "\\r").replace('\n', "\\n")
 }
 
+/// The errtype of FAILs for jobs whose jobtype has no registered handler.
+pub const UNKNOWN_JOBTYPE_ERRTYPE: &str = "UnknownJobtype";
+
+/// The outcome of a job no handler is registered for: a FAIL (so it is retried, perhaps by a
+/// worker that knows it, instead of sitting reserved until its reservation expires).
+pub fn unknown_jobtype_outcome(jobtype: &str) -> crate::worker::Outcome {
+    crate::worker::Outcome::failed(
+        UNKNOWN_JOBTYPE_ERRTYPE,
+        format!("no handler registered for jobtype {jobtype:?}"),
+    )
+}
+
 /// The message of a caught panic payload (`&str` or `String`; anything else is described).
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

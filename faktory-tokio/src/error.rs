@@ -57,6 +57,9 @@ pub enum Error {
     /// The request got no reply in time.
     #[error("request timed out")]
     Timeout,
+    /// The worker configuration is invalid.
+    #[error("invalid worker configuration: {0}")]
+    WorkerConfig(faktory_proto::worker::ConfigError),
     /// The API was used in a way that cannot work (the message says how).
     #[error("{0}")]
     Usage(&'static str),

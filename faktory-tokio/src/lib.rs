@@ -18,10 +18,16 @@
 mod client;
 mod driver;
 mod error;
+mod handler;
 mod transport;
+mod worker;
 
 pub use client::{Client, ClientBuilder};
 pub use error::Error;
+pub use handler::{BoxError, JobContext};
+pub use worker::{Worker, WorkerBuilder};
+pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+pub use tokio_util::sync::CancellationToken;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
 pub use transport::AsyncStream;
