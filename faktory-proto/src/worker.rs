@@ -46,7 +46,8 @@
 //!
 //! - The **control connection** is opened first; its HELLO registers the wid, and it stays open for
 //!   the worker's life (PROTOCOL.md §9.12). It carries BEAT and never FETCH, so BEATs never wait
-//!   behind a FETCH that blocks for 2 s.
+//!   behind a FETCH that blocks for 2 s. While it is being reopened, BEAT goes to a fetch connection
+//!   that has no FETCH outstanding, if there is one.
 //! - **Fetch connections** are opened once the control connection is ready, with the same wid:
 //!   `ceil(concurrency / fetches_per_connection)` of them, capped by `max_fetch_connections`. The
 //!   real server runs one command at a time per connection (one connection: ~2,700 FETCH+ACK/s;
@@ -100,7 +101,9 @@
 //! `current_state: terminate`, no more FETCH, running jobs get the grace period, then FAIL the rest,
 //! wait for their confirmations, END everywhere, [`Event::Stopped`] with [`StopReason::Shutdown`].
 //! Before END the engine also waits for the reply to that BEAT, when the control connection is up.
-//! [`Worker::quiet`] is quiet started locally (reported in BEAT as `quiet`).
+//! [`Worker::quiet`] is quiet started locally (reported in BEAT as `quiet`);
+//! [`Worker::shutdown_now`] ends the grace period at once (a second Ctrl-C). The worker stops at
+//! the latest `grace_period + shutdown_flush_timeout` after terminate or shutdown.
 //!
 //! **No connection is closed while a FETCH on it is outstanding**: the server would keep that FETCH
 //! blocked for up to 2 s after the close and could reserve a job that nobody runs. The engine waits
@@ -743,6 +746,20 @@ impl Worker {
         self.pump(now);
     }
 
+    /// Stop without waiting for running jobs (e.g. a second Ctrl-C): like [`Worker::shutdown`], but
+    /// the grace period ends now, so running jobs are FAILed and cancelled at once. The engine still
+    /// waits for outstanding FETCH replies and for the FAILs' confirmations (at most
+    /// `shutdown_flush_timeout`).
+    pub fn shutdown_now(&mut self, now: Instant) {
+        if matches!(self.lifecycle, Lifecycle::Running | Lifecycle::Quiet) {
+            self.enter_terminating(StopReason::Shutdown, true, now);
+        }
+        if self.lifecycle == Lifecycle::Terminating {
+            self.grace_deadline = Some(now);
+        }
+        self.pump(now);
+    }
+
     // ----- outputs --------------------------------------------------------------------------------
 
     /// Bytes to write to a connection. Drain this before [`Worker::poll_event`].
@@ -781,7 +798,7 @@ impl Worker {
         for (t, _) in &self.delayed {
             consider(Some(*t));
         }
-        if !self.beat_in_flight && self.control_index().is_some() {
+        if !self.beat_in_flight && self.beat_connection().is_some() {
             consider(Some(self.beat_due));
         }
         match self.lifecycle {
@@ -802,6 +819,16 @@ impl Worker {
         self.conns
             .iter()
             .position(|c| c.role == Role::Control && c.ready)
+    }
+
+    /// Where a BEAT goes: the control connection; while it is down, a ready fetch connection
+    /// without an outstanding FETCH (so the server does not reap the worker meanwhile).
+    fn beat_connection(&self) -> Option<usize> {
+        self.control_index().or_else(|| {
+            self.conns
+                .iter()
+                .position(|c| c.ready && c.fetches == 0 && c.role != Role::Control)
+        })
     }
 
     fn slot_mut(&mut self, role: Role) -> Option<&mut Slot> {
@@ -1068,7 +1095,10 @@ impl Worker {
                     command: "BEAT",
                     error,
                 });
-                if unknown {
+                // The worker record is gone: a new control connection re-creates it with its
+                // HELLO. (When the BEAT went over a fetch connection, the control connection is
+                // already being reopened.)
+                if unknown && self.is_control_connection(conn) {
                     self.restart_connection(conn, now);
                 }
             }
@@ -1359,7 +1389,7 @@ impl Worker {
             Lifecycle::Terminating | Lifecycle::Ending => Some(WorkerState::Terminate),
             Lifecycle::Stopped => return,
         };
-        let Some(index) = self.control_index() else {
+        let Some(index) = self.beat_connection() else {
             return;
         };
         let command = Command::Beat(Beat {

@@ -36,6 +36,7 @@ enum Action {
     ForgetRecords,
     Quiet,
     Shutdown,
+    ShutdownNow,
     FinishStuck(usize, bool),
     AckErrors(bool),
 }
@@ -55,6 +56,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::ForgetRecords),
         1 => Just(Action::Quiet),
         1 => Just(Action::Shutdown),
+        1 => Just(Action::ShutdownNow),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Action::FinishStuck(i, ok)),
         1 => any::<bool>().prop_map(Action::AckErrors),
     ]
@@ -200,6 +202,10 @@ fn run_case(s: &Setup, actions: &[Action]) {
                 h.settle();
             }
             Action::Shutdown => h.shutdown(),
+            Action::ShutdownNow => {
+                h.worker.shutdown_now(h.now);
+                h.settle();
+            }
             Action::FinishStuck(i, ok) => {
                 let stuck: Vec<JobToken> = h
                     .running

@@ -697,3 +697,29 @@ fn acks_never_wait_behind_a_blocking_fetch() {
         .collect();
     assert!(ack_conns.len() >= 2, "{ack_conns:?}");
 }
+
+#[test]
+fn shutdown_now_fails_running_jobs_at_once() {
+    let mut h = Harness::new(config(2), ok_after(60_000));
+    h.server.push("default", &job(0));
+    h.server.push("default", &job(1));
+    h.run_for(S);
+    assert_eq!(h.worker.running_jobs(), 2);
+    h.shutdown();
+    h.run_for(S);
+    assert_eq!(h.worker.lifecycle(), Lifecycle::Terminating);
+    let at = h.t();
+    h.worker.shutdown_now(h.now);
+    let report = h.run_until_stopped(10 * S);
+    assert!(report.is_clean());
+    assert_eq!(report.reason, StopReason::Shutdown);
+    assert_eq!(h.t(), at, "nothing left to wait for");
+    assert_eq!(h.cancelled.len(), 2);
+    assert_eq!(h.server.store.fails.len(), 2);
+    assert!(
+        h.confirmations
+            .values()
+            .all(|c| c == &[Confirmation::Failed])
+    );
+    h.assert_invariants();
+}
