@@ -60,7 +60,8 @@
 //!   replies. The load tool may tune both numbers.
 //! - FETCHes are pipelined, never more outstanding in total than free slots
 //!   (`concurrency − running − outstanding FETCHes`), spread over the fetch connections with the
-//!   fewest outstanding.
+//!   fewest outstanding. A FETCH's reply timeout is the connection's `reply_timeout`, but at least
+//!   [`MIN_FETCH_REPLY_TIMEOUT`] (the server blocks a FETCH for up to 2 s).
 //! - **ACK and FAIL** go to the least busy ready connection that has no FETCH outstanding (the
 //!   control connection always qualifies), so they never wait behind a blocking FETCH; the FETCH that
 //!   refills the freed slot is then pipelined behind the ACK on that connection.
@@ -177,6 +178,9 @@ pub const PANIC_ERRTYPE: &str = "panic";
 const MAX_OUTCOME_SENDS: u32 = 3;
 /// How long a fetch connection pauses its FETCHes after one was answered with an error.
 const FETCH_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// The shortest reply timeout given to a FETCH: the server blocks it for up to 2 s on empty queues,
+/// and a FETCH that times out poisons its connection (PROTOCOL.md §9.4).
+pub const MIN_FETCH_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Identifies one connection (socket) of the worker; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -450,6 +454,7 @@ pub struct Worker {
     grace_period: Duration,
     flush_timeout: Duration,
     fetches_per_connection: usize,
+    fetch_timeout: Duration,
     max_unconfirmed: usize,
     client_options: ClientOptions,
     picker: QueuePicker,
@@ -534,6 +539,7 @@ impl Worker {
             grace_period,
             flush_timeout: shutdown_flush_timeout,
             fetches_per_connection,
+            fetch_timeout: client_options.reply_timeout.max(MIN_FETCH_REPLY_TIMEOUT),
             max_unconfirmed: concurrency.saturating_mul(2).saturating_add(16),
             client_options,
             picker: QueuePicker::new(&queues),
@@ -1440,7 +1446,11 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(index) else {
                 return;
             };
-            match conn.client.send(&Command::Fetch(queues), now) {
+            let timeout = Some(self.fetch_timeout);
+            match conn
+                .client
+                .send_with_timeout(&Command::Fetch(queues), timeout, now)
+            {
                 Ok(rid) => {
                     conn.requests.push_back((rid, Req::Fetch));
                     conn.fetches += 1;
