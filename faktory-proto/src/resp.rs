@@ -34,9 +34,6 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 64 * 1024 * 1024;
 /// How deeply `*` arrays may nest.
 pub const MAX_DEPTH: usize = 32;
 
-/// Longest `$`, `:` or `*` header accepted: a sign and 19 digits.
-const MAX_NUMBER_LEN: usize = 20;
-
 /// One RESP2 frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -245,7 +242,9 @@ impl Decoder {
         let Some(cr) = find_crlf(buf, content_start, from) else {
             let partial = buf.get(content_start..).unwrap_or_default();
             if numeric {
-                check_partial_number(kind, partial, max)?;
+                // A trailing `\r` may be the first half of the CRLF.
+                let digits = partial.strip_suffix(b"\r").unwrap_or(partial);
+                check_number(kind, digits, max)?;
             } else if partial.len() > max {
                 return Err(DecodeError::LineTooLong { max });
             }
@@ -262,6 +261,9 @@ impl Decoder {
         let content = content_start..cr;
         let line = buf.get(content.clone()).unwrap_or_default();
         let next = cr + 2;
+        if numeric {
+            check_number(kind, line, max)?;
+        }
         match kind {
             b'+' | b'-' => {
                 if line.len() > max {
@@ -332,24 +334,33 @@ fn find_crlf(buf: &[u8], content_start: usize, from: usize) -> Option<usize> {
     }
 }
 
-/// Rejects a number header early: a wrong byte, too many digits, or a bulk length that already
-/// exceeds the maximum.
-fn check_partial_number(kind: u8, partial: &[u8], max: usize) -> Result<(), DecodeError> {
-    // A trailing `\r` may be the first half of the CRLF.
-    let digits = match partial.split_last() {
-        Some((b'\r', rest)) => rest,
-        _ => partial,
+/// Checks the bytes of a `$`, `:` or `*` header seen so far, byte by byte, so that the verdict
+/// on a prefix is the verdict on the whole line (decoding is independent of how input is split):
+/// a byte that is not a digit (after an optional leading `-`) or a 20th digit is
+/// [`DecodeError::InvalidInteger`]; for `$`, digits whose value exceeds the maximum are
+/// [`DecodeError::FrameTooLarge`] (reporting the value of all the digits available).
+fn check_number(kind: u8, content: &[u8], max: usize) -> Result<(), DecodeError> {
+    let (negative, digits) = match content.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, content),
     };
-    let unsigned = digits.strip_prefix(b"-").unwrap_or(digits);
-    if digits.len() > MAX_NUMBER_LEN || !unsigned.iter().all(u8::is_ascii_digit) {
-        return Err(DecodeError::InvalidInteger);
-    }
-    if kind == b'$' && unsigned.len() == digits.len() {
-        let value = unsigned.iter().fold(0u64, |acc, &d| {
-            acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-        });
-        if value > max as u64 {
-            return Err(DecodeError::FrameTooLarge { len: value, max });
+    let mut value: u64 = 0;
+    for (count, &d) in digits.iter().enumerate() {
+        if !d.is_ascii_digit() {
+            return Err(DecodeError::InvalidInteger);
+        }
+        value = value.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+        if kind == b'$' && !negative && value > max as u64 {
+            let len = digits
+                .iter()
+                .take_while(|d| d.is_ascii_digit())
+                .fold(0u64, |acc, &d| {
+                    acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+            return Err(DecodeError::FrameTooLarge { len, max });
+        }
+        if count >= 19 {
+            return Err(DecodeError::InvalidInteger);
         }
     }
     Ok(())
@@ -604,6 +615,40 @@ mod tests {
         assert_eq!(
             one(b":-9223372036854775808\r\n"),
             Ok(Some(Frame::Integer(i64::MIN)))
+        );
+    }
+
+    #[test]
+    fn the_verdict_does_not_depend_on_how_input_is_split() {
+        // Found by fuzzing: a long bulk length followed by garbage.
+        let input = b"$5555555555555555555555551$*\x98\xfe";
+        let whole = one(input).unwrap_err();
+        assert!(matches!(whole, DecodeError::FrameTooLarge { .. }));
+        for cut in 0..input.len() {
+            let mut dec = Decoder::new();
+            let mut buf = BytesMut::from(&input[..cut]);
+            let first = dec.decode(&mut buf);
+            let err = match first {
+                Err(e) => e,
+                Ok(_) => {
+                    buf.extend_from_slice(&input[cut..]);
+                    dec.decode(&mut buf).unwrap_err()
+                }
+            };
+            assert_eq!(
+                std::mem::discriminant(&err),
+                std::mem::discriminant(&whole),
+                "cut {cut}"
+            );
+        }
+        // Leading zeros do not hide a length that is too large, nor make a short one invalid.
+        assert_eq!(
+            one(b"$0000000000000000000001\r\n"),
+            Err(DecodeError::InvalidInteger)
+        );
+        assert_eq!(
+            one(b"$0003\r\nabc\r\n"),
+            Ok(Some(Frame::Bulk(Bytes::from_static(b"abc"))))
         );
     }
 
