@@ -19,6 +19,93 @@
 //! - [`worker`]: the worker engine.
 //! - [`backoff`]: reconnect backoff and a seeded RNG, shared by the client adapters and the worker.
 //! - [`error`]: error types shared by the modules.
+//!
+//! ## Driving a connection
+//!
+//! A complete blocking client over `std::net::TcpStream`: connect, handshake, PUSH a job, read
+//! the replies, END. The loop is the same for every adapter: after each input, write what
+//! [`client::Connection::poll_transmit`] gives and handle what
+//! [`client::Connection::poll_event`] gives; sleep in `read` no longer than
+//! [`client::Connection::poll_timeout`] and report the deadline with
+//! [`client::Connection::handle_timeout`]. The connection decides everything else (the HELLO and
+//! its password hash, holding the PUSH until the handshake completes, matching replies, poisoning
+//! itself on a timeout or a protocol violation).
+//!
+//! ```no_run
+//! use std::io::{ErrorKind, Read, Write};
+//! use std::net::TcpStream;
+//! use std::time::Instant;
+//!
+//! use faktory_proto::Job;
+//! use faktory_proto::client::{ClientOptions, Connection, Event, Reply};
+//! use faktory_proto::command::Command;
+//! use faktory_proto::config::ServerUrl;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let url = ServerUrl::parse("tcp://:s3cret-pw@localhost:7419")?;
+//!     let mut stream = TcpStream::connect(url.authority())?;
+//!     stream.set_nodelay(true)?;
+//!
+//!     let mut options = ClientOptions::default();
+//!     options.password = url.password.clone();
+//!     let mut conn = Connection::new(options, Instant::now());
+//!
+//!     // Commands may be queued at once: they are sent right after the server's +OK.
+//!     let job = Job::builder("SendEmail").args(("ada@example.com", 42)).queue("mail").build()?;
+//!     let push = conn.send(&Command::Push(Box::new(job)), Instant::now())?;
+//!
+//!     let mut buf = vec![0u8; 64 * 1024];
+//!     loop {
+//!         // 1. Handle what happened (this may queue more commands).
+//!         while let Some(event) = conn.poll_event() {
+//!             match event {
+//!                 Event::Ready => println!("handshake done"),
+//!                 Event::Reply { id, result } if id == push => {
+//!                     match result {
+//!                         Ok(Reply::Ok) => println!("pushed"),
+//!                         Ok(other) => println!("unexpected reply {other:?}"),
+//!                         // A -ERR reply: the connection stays usable.
+//!                         Err(server_error) => println!("refused: {server_error}"),
+//!                     }
+//!                     // END gets no reply; the server closes and we see a clean Closed.
+//!                     conn.send(&Command::End, Instant::now())?;
+//!                 }
+//!                 Event::Reply { .. } => {}
+//!                 Event::Closed { error: None, .. } => return Ok(()),
+//!                 Event::Closed { error: Some(e), unanswered } => {
+//!                     // Timeouts, EOF, framing errors: never reuse the connection.
+//!                     eprintln!("{} request(s) with unknown outcome", unanswered.len());
+//!                     return Err(e.into());
+//!                 }
+//!                 _ => {}
+//!             }
+//!         }
+//!         // 2. Write everything queued (HELLO, commands, END), as one buffer.
+//!         while let Some(bytes) = conn.poll_transmit() {
+//!             stream.write_all(&bytes)?;
+//!         }
+//!         // 3. Wait for bytes, but no longer than the next deadline.
+//!         let now = Instant::now();
+//!         match conn.poll_timeout() {
+//!             Some(deadline) if deadline <= now => {
+//!                 conn.handle_timeout(now);
+//!                 continue;
+//!             }
+//!             Some(deadline) => stream.set_read_timeout(Some(deadline - now))?,
+//!             None => stream.set_read_timeout(None)?,
+//!         }
+//!         match stream.read(&mut buf) {
+//!             Ok(0) => conn.handle_eof(Instant::now()),
+//!             Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
+//!             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+//!                 conn.handle_timeout(Instant::now());
+//!             }
+//!             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+//!             Err(e) => conn.handle_io_error(&e),
+//!         }
+//!     }
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
