@@ -9,24 +9,42 @@ use serde_json::Value;
 
 /// Appends `s` as a JSON string literal, escaped like Go with HTML escaping on.
 pub(crate) fn write_str(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{0}'..='\u{1f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
+    // Copy runs of bytes that need no escape in one go.
+    let mut run = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let (escape, len): (Option<std::borrow::Cow<'static, str>>, usize) = match b {
+            b'"' => (Some("\\\"".into()), 1),
+            b'\\' => (Some("\\\\".into()), 1),
+            0x08 => (Some("\\b".into()), 1),
+            0x0c => (Some("\\f".into()), 1),
+            b'\n' => (Some("\\n".into()), 1),
+            b'\r' => (Some("\\r".into()), 1),
+            b'\t' => (Some("\\t".into()), 1),
+            b'<' | b'>' | b'&' | 0x00..=0x1f => (Some(format!("\\u{b:04x}").into()), 1),
+            // U+2028 and U+2029 (E2 80 A8 / E2 80 A9).
+            0xe2 if bytes.get(i + 1) == Some(&0x80)
+                && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) =>
+            {
+                let last = bytes.get(i + 2).copied().unwrap_or(0xa8);
+                (
+                    Some(if last == 0xa8 { "\\u2028" } else { "\\u2029" }.into()),
+                    3,
+                )
             }
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+            _ => (None, 1),
+        };
+        if let Some(e) = escape {
+            out.push_str(s.get(run..i).unwrap_or_default());
+            out.push_str(&e);
+            run = i + len;
         }
+        i += len;
     }
+    out.push_str(s.get(run..).unwrap_or_default());
     out.push('"');
 }
 

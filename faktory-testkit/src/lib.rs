@@ -1,7 +1,34 @@
 //! # faktory-testkit
 //!
 //! An in-memory, Faktory-compatible server with fault injection, for tests and local development.
-//! **It is a test double, not a production server.**
+//! **It is a test double, not a production server**: nothing is persisted, there are no limits, and
+//! only the behaviour of the open-source Faktory 1.10 that a client can observe is reproduced.
+//!
+//! - [`TestServer`]: listens on 127.0.0.1, speaks the Faktory Work Protocol through
+//!   [`faktory_proto::server::Connection`], and is the handle tests use to pre-load jobs, inspect
+//!   queues, sets, reservations, workers and logs, act as an operator (quiet / terminate), move time
+//!   and inject faults ([`Fault`], refused connections, restarts).
+//! - [`Clock`]: the server clock, real, manual (stepped by the test) or sped up. A 60 s heartbeat
+//!   reaping, a reservation expiry or a retry schedule take no wall time with a manual clock.
+//! - [`store::Store`]: the server's state and semantics as a pure, synchronous machine (no I/O,
+//!   time passed in), usable on its own.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use faktory_testkit::{Clock, TestServer};
+//! use faktory_testkit::proto::job::Job;
+//!
+//! let server = TestServer::builder()
+//!     .clock(Clock::manual_now())
+//!     .fetch_timeout(Duration::from_millis(100))
+//!     .start()
+//!     .await?;
+//! server.push(Job::builder("Email").args(("ada@example.com",)).build().unwrap()).unwrap();
+//! // Point the code under test at server.url(), run it, then look:
+//! assert_eq!(server.queue("default").len(), 1);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub use faktory_proto as proto;
@@ -11,4 +38,13 @@ mod glob;
 mod gojson;
 mod gotime;
 mod rng;
+mod server;
 pub mod store;
+
+pub use clock::{Clock, ClockError};
+pub use faktory_proto::time::UnixTime;
+pub use server::{ConnectionInfo, Fault, TestServer, TestServerBuilder};
+pub use store::{
+    AckRecord, ConnId, FailOutcome, FailReason, FailRecord, PushError, ReservationInfo,
+    RetryJitter, SetEntry, WorkerInfo,
+};

@@ -121,8 +121,15 @@ impl StoredJob {
         if !self.at.is_empty() {
             w.str("at", &self.at);
         }
-        let mut args = String::new();
-        gojson::write_value(&mut args, &Value::Array(self.args.clone()));
+        let mut args = String::with_capacity(self.args.len() * 8 + 2);
+        args.push('[');
+        for (i, a) in self.args.iter().enumerate() {
+            if i > 0 {
+                args.push(',');
+            }
+            gojson::write_value(&mut args, a);
+        }
+        args.push(']');
         w.raw("args", &args);
         if self.reserve_for != 0 {
             w.int("reserve_for", self.reserve_for);
