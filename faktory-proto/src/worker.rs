@@ -397,6 +397,8 @@ struct Conn {
     requests: VecDeque<(RequestId, Req)>,
     fetches: usize,
     fetch_paused_until: Option<Instant>,
+    /// Input, a timeout or a send reached it since its events and bytes were last collected.
+    touched: bool,
 }
 
 impl Conn {
@@ -627,6 +629,7 @@ impl Worker {
     pub fn handle_connect_failed(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
             c.client.handle_io_error(error);
+            c.touched = true;
         }
         self.pump(now);
     }
@@ -635,6 +638,7 @@ impl Worker {
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
             c.client.handle_input(data, now);
+            c.touched = true;
         }
         self.pump(now);
     }
@@ -643,6 +647,7 @@ impl Worker {
     pub fn handle_eof(&mut self, conn: ConnId, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
             c.client.handle_eof(now);
+            c.touched = true;
         }
         self.pump(now);
     }
@@ -651,6 +656,7 @@ impl Worker {
     pub fn handle_io_error(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
             c.client.handle_io_error(error);
+            c.touched = true;
         }
         self.pump(now);
     }
@@ -663,6 +669,7 @@ impl Worker {
         for c in &mut self.conns {
             if c.client.poll_timeout().is_some_and(|t| t <= now) {
                 c.client.handle_timeout(now);
+                c.touched = true;
             }
             if c.fetch_paused_until.is_some_and(|t| t <= now) {
                 c.fetch_paused_until = None;
@@ -869,6 +876,7 @@ impl Worker {
             requests: VecDeque::new(),
             fetches: 0,
             fetch_paused_until: None,
+            touched: true,
         });
         if let Some(slot) = self.slot_mut(role) {
             slot.state = SlotState::Open(id);
@@ -892,7 +900,8 @@ impl Worker {
     }
 
     fn flush_transmits(&mut self) {
-        for c in &mut self.conns {
+        for c in self.conns.iter_mut().filter(|c| c.touched) {
+            c.touched = false;
             while let Some(bytes) = c.client.poll_transmit() {
                 self.transmits.push_back((c.id, bytes));
             }
@@ -905,7 +914,7 @@ impl Worker {
             while let Some(ev) = self
                 .conns
                 .get_mut(i)
-                .filter(|c| c.id == id)
+                .filter(|c| c.id == id && c.touched)
                 .and_then(|c| c.client.poll_event())
             {
                 self.on_connection_event(id, ev, now);
@@ -1363,6 +1372,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(index) else {
                 return;
             };
+            conn.touched = true;
             match conn.client.send(&command, now) {
                 Ok(rid) => {
                     conn.requests.push_back((rid, Req::Outcome(token)));
@@ -1406,6 +1416,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(index) else {
             return;
         };
+        conn.touched = true;
         match conn.client.send(&command, now) {
             Ok(rid) => {
                 conn.requests.push_back((rid, Req::Beat { state }));
@@ -1447,6 +1458,7 @@ impl Worker {
                 return;
             };
             let timeout = Some(self.fetch_timeout);
+            conn.touched = true;
             match conn
                 .client
                 .send_with_timeout(&Command::Fetch(queues), timeout, now)
