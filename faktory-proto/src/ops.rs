@@ -95,7 +95,9 @@ pub fn expect_beat(result: Result<Reply, ServerError>) -> Result<Option<WorkerSt
 }
 
 /// PUSHB: jid → error for the jobs that were refused.
-pub fn expect_push_bulk(result: Result<Reply, ServerError>) -> Result<BTreeMap<String, String>, ReplyError> {
+pub fn expect_push_bulk(
+    result: Result<Reply, ServerError>,
+) -> Result<BTreeMap<String, String>, ReplyError> {
     match result? {
         Reply::PushBulk(map) => Ok(map),
         other => Err(unexpected("a PUSHB result", &other)),
@@ -103,7 +105,9 @@ pub fn expect_push_bulk(result: Result<Reply, ServerError>) -> Result<BTreeMap<S
 }
 
 /// A JSON document decoded as `T` (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
-pub fn expect_json<T: DeserializeOwned>(result: Result<Reply, ServerError>) -> Result<T, ReplyError> {
+pub fn expect_json<T: DeserializeOwned>(
+    result: Result<Reply, ServerError>,
+) -> Result<T, ReplyError> {
     match result? {
         Reply::Json(body) => Ok(serde_json::from_slice(&body)?),
         other => Err(unexpected("a JSON document", &other)),
@@ -164,7 +168,9 @@ pub fn wire_for_log(bytes: &[u8]) -> String {
         let (head, tail) = rest.split_at(pos + KEY.len());
         out.push_str(head);
         out.push_str("<redacted>");
-        rest = tail.find('"').map_or("", |end| tail.get(end..).unwrap_or(""));
+        rest = tail
+            .find('"')
+            .map_or("", |end| tail.get(end..).unwrap_or(""));
     }
     out.push_str(rest);
     out.replace('\r', "\\r").replace('\n', "\\n")
@@ -180,6 +186,44 @@ pub fn unknown_jobtype_outcome(jobtype: &str) -> crate::worker::Outcome {
         UNKNOWN_JOBTYPE_ERRTYPE,
         format!("no handler registered for jobtype {jobtype:?}"),
     )
+}
+
+/// The outcome of a handler that returned `error` of type `type_name` (from
+/// `std::any::type_name::<E>()`): FAIL with the last path segment of the type as errtype, the
+/// error's message, and its `source()` chain as backtrace lines (`caused by: …`).
+pub fn failed_outcome(
+    type_name: &str,
+    error: &(dyn std::error::Error + 'static),
+) -> crate::worker::Outcome {
+    let mut backtrace = Vec::new();
+    let mut source = error.source();
+    while let Some(s) = source {
+        backtrace.push(format!("caused by: {s}"));
+        source = s.source();
+    }
+    crate::worker::Outcome::Failed {
+        errtype: short_type_name(type_name),
+        message: error.to_string(),
+        backtrace,
+    }
+}
+
+/// `my_crate::errors::MyError<T>` → `MyError`.
+fn short_type_name(full: &str) -> String {
+    let head = full.split('<').next().unwrap_or(full);
+    let name = head.rsplit("::").next().unwrap_or(head);
+    if name.is_empty() {
+        full.to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The outcome of a handler that panicked with `payload`.
+pub fn panicked_outcome(payload: &(dyn std::any::Any + Send)) -> crate::worker::Outcome {
+    crate::worker::Outcome::Panicked {
+        message: panic_message(payload),
+    }
 }
 
 /// The message of a caught panic payload (`&str` or `String`; anything else is described).
@@ -228,14 +272,49 @@ mod tests {
     #[test]
     fn typed_replies() {
         assert!(expect_ok(Ok(Reply::Ok)).is_ok());
-        assert!(matches!(expect_ok(Ok(Reply::Job(None))), Err(ReplyError::Unexpected { .. })));
+        assert!(matches!(
+            expect_ok(Ok(Reply::Job(None))),
+            Err(ReplyError::Unexpected { .. })
+        ));
         let err = ServerError::new("ERR", "boom");
         assert!(matches!(expect_ok(Err(err)), Err(ReplyError::Server(_))));
-        assert_eq!(expect_beat(Ok(Reply::Beat(Some(WorkerState::Quiet)))).unwrap(), Some(WorkerState::Quiet));
-        let v: BTreeMap<String, f64> = expect_json(Ok(Reply::Json(bytes::Bytes::from_static(b"{\"a\":1.5}")))).unwrap();
+        assert_eq!(
+            expect_beat(Ok(Reply::Beat(Some(WorkerState::Quiet)))).unwrap(),
+            Some(WorkerState::Quiet)
+        );
+        let v: BTreeMap<String, f64> =
+            expect_json(Ok(Reply::Json(bytes::Bytes::from_static(b"{\"a\":1.5}")))).unwrap();
         assert_eq!(v["a"], 1.5);
         assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
         assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
+    }
+
+    #[test]
+    fn error_outcomes_carry_type_message_and_chain() {
+        let inner = std::io::Error::other("disk full");
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("saving failed")
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Wrap(inner);
+        let o = failed_outcome("app::store::Wrap<u8>", &e);
+        assert_eq!(
+            o,
+            crate::worker::Outcome::Failed {
+                errtype: "Wrap".into(),
+                message: "saving failed".into(),
+                backtrace: vec!["caused by: disk full".into()],
+            }
+        );
+        assert_eq!(short_type_name("Plain"), "Plain");
     }
 
     #[test]

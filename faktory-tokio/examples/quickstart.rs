@@ -7,7 +7,12 @@
 //! cargo run --release -p faktory-tokio --example quickstart
 //! FAKTORY_URL=tcp://localhost:7419 cargo run --release -p faktory-tokio --example quickstart
 //! ```
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -42,7 +47,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::connect_to(&url).await?;
     let t0 = Instant::now();
     let jobs: Vec<Job> = (0..JOBS)
-        .map(|i| Job::builder("Greet").args((format!("user-{i}"), i)).queue(&queue).build())
+        .map(|i| {
+            Job::builder("Greet")
+                .args((format!("user-{i}"), i))
+                .queue(&queue)
+                .build()
+        })
         .collect::<Result<_, _>>()?;
     let refused = client.push_bulk(jobs).await?;
     assert!(refused.is_empty(), "server refused jobs: {refused:?}");
@@ -59,7 +69,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queues([queue.clone()])
         .concurrency(CONCURRENCY)
         .register("Greet", move |job: Job| {
-            let (done, stop, finished) = (Arc::clone(&done2), stop2.clone(), Arc::clone(&finished2));
+            let (done, stop, finished) =
+                (Arc::clone(&done2), stop2.clone(), Arc::clone(&finished2));
             async move {
                 let (_name, _n): (String, usize) = job.args_as()?;
                 if done.fetch_add(1, Ordering::Relaxed) + 1 == JOBS {
@@ -76,7 +87,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = worker.run().await;
     progress.abort();
     let total_secs = t1.elapsed().as_secs_f64();
-    let secs = finished_at.get().map_or(total_secs, |t| t.duration_since(t1).as_secs_f64());
+    let secs = finished_at
+        .get()
+        .map_or(total_secs, |t| t.duration_since(t1).as_secs_f64());
     let processed = done.load(Ordering::Relaxed);
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -92,7 +105,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         processed as f64 / secs,
         total_secs - secs
     );
-    println!("stopped: {:?}; every outcome confirmed: {}; jobs left in the queue: {left}", report.reason, report.is_clean());
+    println!(
+        "stopped: {:?}; every outcome confirmed: {}; jobs left in the queue: {left}",
+        report.reason,
+        report.is_clean()
+    );
     if processed != JOBS || !report.is_clean() || left != 0 {
         return Err("quickstart did not process every job".into());
     }

@@ -40,6 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     println!("worker {} running; Ctrl-C to stop", worker.wid());
     let report = worker.run().await;
-    println!("stopped: {:?} (all outcomes confirmed: {})", report.reason, report.is_clean());
+    println!(
+        "stopped: {:?} (all outcomes confirmed: {})",
+        report.reason,
+        report.is_clean()
+    );
     Ok(())
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use faktory_proto::ServerError;
 use faktory_proto::client::{ClientOptions, Reply};
 use faktory_proto::command::{
-    Ack, Beat, BatchNew, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+    Ack, BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
+    WorkerState,
 };
 use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
@@ -181,7 +182,8 @@ impl ClientBuilder {
     /// Such a client cannot reconnect: once the stream fails, calls fail.
     pub async fn connect_with_stream<S: AsyncStream>(self, stream: S) -> Result<Client, Error> {
         let options = self.options.clone();
-        self.start(Source::Stream(Some(Box::new(stream))), options).await
+        self.start(Source::Stream(Some(Box::new(stream))), options)
+            .await
     }
 
     async fn start(self, source: Source, options: ClientOptions) -> Result<Client, Error> {
@@ -244,13 +246,18 @@ impl Client {
     /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
     pub async fn push(&self, job: Job) -> Result<(), Error> {
         job.validate()?;
-        Ok(ops::expect_ok(self.call(Command::Push(Box::new(job))).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::Push(Box::new(job))).await?,
+        )?)
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
     /// the jobs that were refused (empty when all were pushed); jobs that fail local validation are
     /// reported there too and not sent.
-    pub async fn push_bulk(&self, jobs: impl IntoIterator<Item = Job>) -> Result<BTreeMap<String, String>, Error> {
+    pub async fn push_bulk(
+        &self,
+        jobs: impl IntoIterator<Item = Job>,
+    ) -> Result<BTreeMap<String, String>, Error> {
         let mut failed = BTreeMap::new();
         let mut valid = Vec::new();
         for job in jobs {
@@ -284,23 +291,34 @@ impl Client {
 
     /// Pauses queues (`["*"]`: all of them): FETCH skips them, pushes still land.
     pub async fn queue_pause<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::QueuePause(ops::queue_selector(queues))).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::QueuePause(ops::queue_selector(queues)))
+                .await?,
+        )?)
     }
 
     /// Resumes paused queues (`["*"]`: all of them).
     pub async fn queue_resume<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::QueueResume(ops::queue_selector(queues))).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::QueueResume(ops::queue_selector(queues)))
+                .await?,
+        )?)
     }
 
     /// Deletes queues and all their jobs (`["*"]`: all of them).
     pub async fn queue_remove<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::QueueRemove(ops::queue_selector(queues))).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::QueueRemove(ops::queue_selector(queues)))
+                .await?,
+        )?)
     }
 
     /// Seconds since the oldest job of each queue was enqueued (0 for empty or unknown queues).
     pub async fn queue_latency<S: AsRef<str>>(&self, queues: &[S]) -> Result<QueueLatency, Error> {
         let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
-        Ok(ops::expect_json(self.call(Command::QueueLatency(names)).await?)?)
+        Ok(ops::expect_json(
+            self.call(Command::QueueLatency(names)).await?,
+        )?)
     }
 
     /// Runs a MUTATE command on the retry, scheduled or dead set.
@@ -326,22 +344,30 @@ impl Client {
     /// Creates a batch (Enterprise) and returns its BID. Push its jobs with `custom.bid` set (see
     /// [`Client::push_in_batch`]), then [`Client::batch_commit`].
     pub async fn batch_new(&self, batch: BatchNew) -> Result<String, Error> {
-        Ok(ops::expect_text(self.call(Command::BatchNew(batch)).await?)?)
+        Ok(ops::expect_text(
+            self.call(Command::BatchNew(batch)).await?,
+        )?)
     }
 
     /// Reopens a batch to add jobs (Enterprise).
     pub async fn batch_open(&self, bid: &str) -> Result<String, Error> {
-        Ok(ops::expect_text(self.call(Command::BatchOpen(bid.to_owned())).await?)?)
+        Ok(ops::expect_text(
+            self.call(Command::BatchOpen(bid.to_owned())).await?,
+        )?)
     }
 
     /// Commits a batch (Enterprise): its callbacks can fire once its jobs are done.
     pub async fn batch_commit(&self, bid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::BatchCommit(bid.to_owned())).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::BatchCommit(bid.to_owned())).await?,
+        )?)
     }
 
     /// A batch's status (Enterprise).
     pub async fn batch_status(&self, bid: &str) -> Result<BatchStatus, Error> {
-        Ok(ops::expect_json(self.call(Command::BatchStatus(bid.to_owned())).await?)?)
+        Ok(ops::expect_json(
+            self.call(Command::BatchStatus(bid.to_owned())).await?,
+        )?)
     }
 
     /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
@@ -354,7 +380,9 @@ impl Client {
 
     /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
     pub async fn track_get(&self, jid: &str) -> Result<TrackInfo, Error> {
-        Ok(ops::expect_json(self.call(Command::TrackGet(jid.to_owned())).await?)?)
+        Ok(ops::expect_json(
+            self.call(Command::TrackGet(jid.to_owned())).await?,
+        )?)
     }
 
     /// Updates a tracked job's progress (Enterprise).
@@ -372,7 +400,12 @@ impl Client {
 
     /// ACK a fetched job.
     pub async fn ack(&self, jid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Ack(Ack { jid: jid.to_owned() })).await?)?)
+        Ok(ops::expect_ok(
+            self.call(Command::Ack(Ack {
+                jid: jid.to_owned(),
+            }))
+            .await?,
+        )?)
     }
 
     /// FAIL a fetched job (the server retries it per its `retry`).
@@ -387,11 +420,9 @@ impl Client {
         rss_kb: Option<u64>,
         current_state: Option<WorkerState>,
     ) -> Result<Option<WorkerState>, Error> {
-        let wid = self
-            .shared
-            .wid
-            .clone()
-            .ok_or(Error::Usage("beat needs a client built with ClientBuilder::wid"))?;
+        let wid = self.shared.wid.clone().ok_or(Error::Usage(
+            "beat needs a client built with ClientBuilder::wid",
+        ))?;
         let beat = Beat {
             wid,
             rss_kb,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use faktory_proto::ServerError;
 use faktory_proto::backoff::{Backoff, BackoffConfig};
-use faktory_proto::client::{ClientOptions, Connection, ConnectionError, Event, Reply, RequestId, SendError};
+use faktory_proto::client::{
+    ClientOptions, Connection, ConnectionError, Event, Reply, RequestId, SendError,
+};
 use faktory_proto::command::Command;
 use faktory_proto::ops;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -92,7 +94,10 @@ impl Connector {
                 Err(_) => return Err(Error::ConnectTimeout(self.describe())),
             };
             let retry = match &error {
-                Error::Connect { .. } | Error::ConnectTimeout(_) | Error::Io(_) | Error::Timeout => true,
+                Error::Connect { .. }
+                | Error::ConnectTimeout(_)
+                | Error::Io(_)
+                | Error::Timeout => true,
                 Error::Connection(c) => ops::is_transient(c),
                 _ => false,
             } && matches!(self.source, Source::Target(_));
@@ -257,7 +262,11 @@ impl Live {
 
     /// Sends END and flushes, bounded in time; used when every `Client` handle is gone.
     async fn close(mut self) {
-        if self.conn.send(&Command::End, Instant::now().into_std()).is_ok() {
+        if self
+            .conn
+            .send(&Command::End, Instant::now().into_std())
+            .is_ok()
+        {
             let mut out = std::mem::take(&mut self.out).to_vec();
             while let Some(b) = self.conn.poll_transmit() {
                 out.extend_from_slice(&b);
@@ -279,12 +288,18 @@ fn seed() -> u64 {
 }
 
 /// The connection task: runs until every `Client` handle is dropped.
-pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Request>, mut connector: Connector, first: Live) {
+pub(crate) async fn run(
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    mut connector: Connector,
+    first: Live,
+) {
     let mut live = Some(first);
     let mut backoff = Backoff::new(BackoffConfig::default(), seed());
     loop {
         let Some(l) = live.as_mut() else {
-            let Some(request) = rx.recv().await else { return };
+            let Some(request) = rx.recv().await else {
+                return;
+            };
             if matches!(request.command, Command::End) {
                 let _ = request.reply.send(Ok(Ok(Reply::Ok)));
                 continue;

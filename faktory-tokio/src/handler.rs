@@ -64,38 +64,15 @@ impl JobContext {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'static>>;
 
-/// A failure as the worker reports it.
-pub(crate) struct Failure {
-    errtype: String,
-    message: String,
-    backtrace: Vec<String>,
-}
+/// A failure as the worker reports it (see `faktory_proto::ops::failed_outcome`).
+pub(crate) struct Failure(Outcome);
 
 impl Failure {
     fn from_error<E: Into<BoxError>>(error: E) -> Self {
-        let errtype = short_type_name(std::any::type_name::<E>());
+        let type_name = std::any::type_name::<E>();
         let error: BoxError = error.into();
-        let message = error.to_string();
-        let mut backtrace = Vec::new();
-        let mut source = error.source();
-        while let Some(s) = source {
-            backtrace.push(format!("caused by: {s}"));
-            source = s.source();
-        }
-        Failure {
-            errtype,
-            message,
-            backtrace,
-        }
+        Failure(ops::failed_outcome(type_name, &*error))
     }
-}
-
-fn short_type_name(full: &str) -> String {
-    // `alloc::boxed::Box<dyn core::error::Error + …>` and `my_crate::MyError<T>` → last segment
-    // before any generics.
-    let head = full.split('<').next().unwrap_or(full);
-    let name = head.rsplit("::").next().unwrap_or(head);
-    if name.is_empty() { full.to_owned() } else { name.to_owned() }
 }
 
 /// A registered handler, type-erased.
@@ -127,62 +104,46 @@ where
     fn call(&self, job: Job, ctx: JobContext) -> BoxFuture {
         let f = Arc::clone(&self.0);
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || f(job, ctx).map_err(Failure::from_error)).await {
+            match tokio::task::spawn_blocking(move || f(job, ctx).map_err(Failure::from_error))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) if e.is_panic() => {
                     let payload = e.into_panic();
                     std::panic::resume_unwind(payload)
                 }
-                Err(_) => Err(Failure {
-                    errtype: "Cancelled".into(),
-                    message: "blocking handler was cancelled by the runtime".into(),
-                    backtrace: Vec::new(),
-                }),
+                Err(_) => Err(Failure(Outcome::failed(
+                    "Cancelled",
+                    "blocking handler was cancelled by the runtime",
+                ))),
             }
         })
     }
 }
 
-/// Polls a future, turning a panic into `Err(message)`.
+/// Polls a future, turning a panic into its outcome.
 struct CatchUnwind {
     inner: BoxFuture,
 }
 
 impl Future for CatchUnwind {
-    type Output = Result<Result<(), Failure>, String>;
+    type Output = Outcome;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let inner = &mut self.inner;
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(payload) => Poll::Ready(Err(ops::panic_message(&*payload))),
+            Ok(Poll::Ready(Ok(()))) => Poll::Ready(Outcome::Ok),
+            Ok(Poll::Ready(Err(Failure(outcome)))) => Poll::Ready(outcome),
+            Err(payload) => Poll::Ready(ops::panicked_outcome(&*payload)),
         }
     }
 }
 
 /// Runs a handler to its outcome: Ok, the error it returned, or the panic it raised.
 pub(crate) async fn run_to_outcome(handler: &dyn Handler, job: Job, ctx: JobContext) -> Outcome {
-    let fut = handler.call(job, ctx);
-    match (CatchUnwind { inner: fut }).await {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(f)) => Outcome::Failed {
-            errtype: f.errtype,
-            message: f.message,
-            backtrace: f.backtrace,
-        },
-        Err(message) => Outcome::Panicked { message },
+    CatchUnwind {
+        inner: handler.call(job, ctx),
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_names_are_shortened() {
-        assert_eq!(short_type_name("std::io::error::Error"), "Error");
-        assert_eq!(short_type_name("my::Thing<u8>"), "Thing");
-        assert_eq!(short_type_name("Plain"), "Plain");
-    }
+    .await
 }

@@ -24,16 +24,18 @@ mod worker;
 
 pub use client::{Client, ClientBuilder};
 pub use error::Error;
-pub use handler::{BoxError, JobContext};
-pub use worker::{Worker, WorkerBuilder};
 pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+pub use handler::{BoxError, JobContext};
 pub use tokio_util::sync::CancellationToken;
+pub use transport::AsyncStream;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
-pub use transport::AsyncStream;
+pub use worker::{Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;
-pub use faktory_proto::command::{BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState};
+pub use faktory_proto::command::{
+    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+};
 pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
 #[cfg(feature = "tls")]

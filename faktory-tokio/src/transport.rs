@@ -63,7 +63,9 @@ impl TlsConfig {
                     let _ = store.add(cert);
                 }
                 if store.is_empty() {
-                    return Err(Error::Tls("no usable certificates in the native trust store".into()));
+                    return Err(Error::Tls(
+                        "no usable certificates in the native trust store".into(),
+                    ));
                 }
                 store
             }
@@ -160,7 +162,9 @@ impl Target {
         #[cfg(not(feature = "tls"))]
         {
             drop(tcp);
-            Err(Error::Tls("tcp+tls:// needs the `tls` feature of faktory-tokio".into()))
+            Err(Error::Tls(
+                "tcp+tls:// needs the `tls` feature of faktory-tokio".into(),
+            ))
         }
     }
 }

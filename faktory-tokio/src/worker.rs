@@ -16,7 +16,9 @@ use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::ops;
-use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig};
+use faktory_proto::worker::{
+    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -25,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::Error;
-use crate::handler::{AsyncHandler, BlockingHandler, BoxError, Handler, JobContext, run_to_outcome};
+use crate::handler::{
+    AsyncHandler, BlockingHandler, BoxError, Handler, JobContext, run_to_outcome,
+};
 use crate::transport::Target;
 
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -110,13 +114,18 @@ impl WorkerBuilder {
 
     /// Registers an async handler that also gets a [`JobContext`] (jid, custom fields, and a
     /// cancellation token that fires when the worker gives up on the job).
-    pub fn register_with_context<F, Fut, E>(mut self, jobtype: impl Into<String>, handler: F) -> Self
+    pub fn register_with_context<F, Fut, E>(
+        mut self,
+        jobtype: impl Into<String>,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Job, JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.handlers.insert(jobtype.into(), Arc::new(AsyncHandler(handler)));
+        self.handlers
+            .insert(jobtype.into(), Arc::new(AsyncHandler(handler)));
         self
     }
 
@@ -244,7 +253,8 @@ impl WorkerBuilder {
             config.client.username = url.username.clone();
         }
         config.client.handshake_timeout = self.connect_timeout;
-        let engine = engine::Worker::new(config, Instant::now().into_std()).map_err(Error::WorkerConfig)?;
+        let engine =
+            engine::Worker::new(config, Instant::now().into_std()).map_err(Error::WorkerConfig)?;
         let target = Target {
             host: url.host.clone(),
             port: url.port,
@@ -379,7 +389,11 @@ impl Worker {
                     Event::ConnectionFailed { conn, error } => {
                         tracing::warn!(conn = conn.0, %error, "faktory connection failed");
                     }
-                    Event::CommandFailed { conn, command, error } => {
+                    Event::CommandFailed {
+                        conn,
+                        command,
+                        error,
+                    } => {
                         tracing::warn!(conn = conn.0, command, %error, "faktory command failed");
                     }
                     Event::StateChanged(state) => {
@@ -486,7 +500,10 @@ fn to_io(e: Error) -> io::Error {
     match e {
         Error::Connect { source, .. } => source,
         Error::Io(e) => e,
-        Error::ConnectTimeout(addr) => io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")),
+        Error::ConnectTimeout(addr) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connecting to {addr} timed out"),
+        ),
         other => io::Error::other(other.to_string()),
     }
 }

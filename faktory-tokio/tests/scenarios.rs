@@ -1,7 +1,13 @@
 //! The adapter scenario list, on tokio. Each scenario runs against `faktory-testkit`, or against the
 //! real server named by `FAKTORY_URL` when that is set (scenarios that need fault injection or
 //! operator actions then print `SKIPPED <name>` and return).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 mod support;
 
@@ -11,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faktory_proto::command::WorkerState;
-use faktory_testkit::{Fault, FailOutcome, TestServer};
+use faktory_testkit::{FailOutcome, Fault, TestServer};
 use faktory_tokio::{
-    BoxError, CancellationToken, Client, Error, Fail, Job, MutateFilter, MutateOp, MutateTarget, StopReason, Worker,
+    BoxError, CancellationToken, Client, Error, Fail, Job, MutateFilter, MutateOp, MutateTarget,
+    StopReason, Worker,
 };
 use serde_json::json;
 use support::{Server, eventually, unique_queue};
@@ -21,7 +28,9 @@ use support::{Server, eventually, unique_queue};
 const LONG: Duration = Duration::from_secs(30);
 
 async fn client(server: &Server) -> Client {
-    Client::connect_to(&server.url()).await.expect("client connects")
+    Client::connect_to(&server.url())
+        .await
+        .expect("client connects")
 }
 
 async fn consumer(server: &Server, wid: &str) -> Client {
@@ -78,7 +87,10 @@ async fn push_and_fetch_every_job_field() {
     assert_eq!(got.custom, job.custom);
     assert_eq!(got.at, job.at);
     assert_eq!(got.created_at, job.created_at);
-    assert!(got.enqueued_at.as_ref().unwrap().to_unix().is_ok(), "server sets enqueued_at");
+    assert!(
+        got.enqueued_at.as_ref().unwrap().to_unix().is_ok(),
+        "server sets enqueued_at"
+    );
     assert!(got.failure.is_none());
     w.ack(&got.jid).await.unwrap();
     if let Some(kit) = server.kit() {
@@ -92,7 +104,13 @@ async fn push_bulk_reports_partial_failures() {
     let queue = unique_queue("bulk");
     let c = client(&server).await;
     let mut jobs: Vec<Job> = (0..2500)
-        .map(|i| Job::builder("Bulk").args((i,)).queue(&queue).build().unwrap())
+        .map(|i| {
+            Job::builder("Bulk")
+                .args((i,))
+                .queue(&queue)
+                .build()
+                .unwrap()
+        })
         .collect();
     let mut bad = Job::new("Bulk", vec![]);
     bad.jid = "short".into();
@@ -108,7 +126,11 @@ async fn push_bulk_reports_partial_failures() {
     assert!(failed.contains_key("short"));
     assert!(failed.contains_key(&bad_queue_jid));
     let info = c.info().await.unwrap();
-    assert_eq!(info.faktory.queues.get(&queue), Some(&2500), "2,500 jobs over three PUSHB calls");
+    assert_eq!(
+        info.faktory.queues.get(&queue),
+        Some(&2500),
+        "2,500 jobs over three PUSHB calls"
+    );
     c.queue_remove(&[queue.as_str()]).await.unwrap();
 }
 
@@ -117,18 +139,32 @@ async fn queue_pause_resume_remove_latency() {
     let server = Server::start().await;
     let queue = unique_queue("queues");
     let c = client(&server).await;
-    c.push(Job::builder("Q").queue(&queue).build().unwrap()).await.unwrap();
+    c.push(Job::builder("Q").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
     c.queue_pause(&[queue.as_str()]).await.unwrap();
     let w = consumer(&server, &unique_queue("wid")).await;
-    assert!(w.fetch(&[queue.as_str()]).await.unwrap().is_none(), "paused queue yields nothing");
+    assert!(
+        w.fetch(&[queue.as_str()]).await.unwrap().is_none(),
+        "paused queue yields nothing"
+    );
     c.queue_resume(&[queue.as_str()]).await.unwrap();
-    let latency = c.queue_latency(&[queue.as_str(), "no-such-queue-xyz"]).await.unwrap();
+    let latency = c
+        .queue_latency(&[queue.as_str(), "no-such-queue-xyz"])
+        .await
+        .unwrap();
     assert!(latency[queue.as_str()] >= 0.0);
     assert_eq!(latency["no-such-queue-xyz"], 0.0);
     c.queue_remove(&[queue.as_str()]).await.unwrap();
     let info = c.info().await.unwrap();
-    assert!(!info.faktory.queues.contains_key(&queue), "removed queue is forgotten");
-    assert!(w.fetch(&[queue.as_str()]).await.unwrap().is_none(), "its job is gone");
+    assert!(
+        !info.faktory.queues.contains_key(&queue),
+        "removed queue is forgotten"
+    );
+    assert!(
+        w.fetch(&[queue.as_str()]).await.unwrap().is_none(),
+        "its job is gone"
+    );
 }
 
 #[tokio::test]
@@ -153,15 +189,25 @@ async fn mutate_moves_jobs_between_sets() {
         ..MutateFilter::default()
     });
     // retries → dead → back on its queue.
-    c.mutate_set(MutateOp::Kill, MutateTarget::Retries, only_this.clone()).await.unwrap();
+    c.mutate_set(MutateOp::Kill, MutateTarget::Retries, only_this.clone())
+        .await
+        .unwrap();
     if let Some(kit) = server.kit() {
         assert!(kit.dead().iter().any(|e| e.job.jid == job.jid));
         assert!(kit.retries().is_empty());
     }
-    c.mutate_set(MutateOp::Requeue, MutateTarget::Dead, only_this.clone()).await.unwrap();
-    let again = w.fetch(&[queue.as_str()]).await.unwrap().expect("requeued job");
+    c.mutate_set(MutateOp::Requeue, MutateTarget::Dead, only_this.clone())
+        .await
+        .unwrap();
+    let again = w
+        .fetch(&[queue.as_str()])
+        .await
+        .unwrap()
+        .expect("requeued job");
     assert_eq!(again.jid, job.jid);
-    let failure = again.failure.expect("the failure record travels with the job");
+    let failure = again
+        .failure
+        .expect("the failure record travels with the job");
     assert_eq!(failure.message.as_deref(), Some("first failure"));
     w.ack(&again.jid).await.unwrap();
     // discard with a jobtype filter on an empty set is fine.
@@ -179,15 +225,21 @@ async fn mutate_moves_jobs_between_sets() {
 
 #[tokio::test]
 async fn consumer_commands_fetch_ack_fail_beat() {
-    let Some(kit) = Server::kit_only("consumer_commands_fetch_ack_fail_beat").await else { return };
+    let Some(kit) = Server::kit_only("consumer_commands_fetch_ack_fail_beat").await else {
+        return;
+    };
     let server = Server::Kit(kit);
     let queue = unique_queue("consumer");
     let wid = unique_queue("wid");
     let c = client(&server).await;
     let w = consumer(&server, &wid).await;
     assert_eq!(w.beat(Some(1234), None).await.unwrap(), None);
-    c.push(Job::builder("C").queue(&queue).build().unwrap()).await.unwrap();
-    c.push(Job::builder("C").queue(&queue).build().unwrap()).await.unwrap();
+    c.push(Job::builder("C").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
+    c.push(Job::builder("C").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
     let a = w.fetch(&[queue.as_str()]).await.unwrap().unwrap();
     let b = w.fetch(&[queue.as_str()]).await.unwrap().unwrap();
     w.ack(&a.jid).await.unwrap();
@@ -217,7 +269,9 @@ async fn consumer_commands_fetch_ack_fail_beat() {
 
 #[tokio::test]
 async fn in_flight_call_fails_with_unknown_outcome_then_reconnects() {
-    let Some(kit) = Server::kit_only("in_flight_call_fails_with_unknown_outcome_then_reconnects").await else {
+    let Some(kit) =
+        Server::kit_only("in_flight_call_fails_with_unknown_outcome_then_reconnects").await
+    else {
         return;
     };
     let queue = unique_queue("inflight");
@@ -227,27 +281,54 @@ async fn in_flight_call_fails_with_unknown_outcome_then_reconnects() {
     assert!(kit.inject(conn, Fault::DropAfterCommand(1)));
     let job = Job::builder("F").queue(&queue).build().unwrap();
     let err = c.push(job.clone()).await.unwrap_err();
-    assert!(matches!(err, Error::OutcomeUnknown { command: "PUSH", .. }), "{err:?}");
-    assert_eq!(kit.queue(&queue).len(), 1, "the server executed it: that is why the outcome is unknown");
+    assert!(
+        matches!(
+            err,
+            Error::OutcomeUnknown {
+                command: "PUSH",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        kit.queue(&queue).len(),
+        1,
+        "the server executed it: that is why the outcome is unknown"
+    );
     // The next call reconnects; the PUSH was not re-sent behind our back.
-    c.push(Job::builder("F").queue(&queue).build().unwrap()).await.unwrap();
+    c.push(Job::builder("F").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
     assert_eq!(kit.queue(&queue).len(), 2);
 }
 
 #[tokio::test]
 async fn client_survives_a_server_restart() {
-    let Some(kit) = Server::kit_only("client_survives_a_server_restart").await else { return };
+    let Some(kit) = Server::kit_only("client_survives_a_server_restart").await else {
+        return;
+    };
     let queue = unique_queue("restart");
     let c = Client::connect_to(&kit.url()).await.unwrap();
-    c.push(Job::builder("R").queue(&queue).build().unwrap()).await.unwrap();
+    c.push(Job::builder("R").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
     kit.restart().await.unwrap();
-    c.push(Job::builder("R").queue(&queue).build().unwrap()).await.unwrap();
-    assert_eq!(kit.queue(&queue).len(), 2, "state kept across the restart, client reconnected");
+    c.push(Job::builder("R").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        kit.queue(&queue).len(),
+        2,
+        "state kept across the restart, client reconnected"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_calls_share_one_connection() {
-    let Some(kit) = Server::kit_only("concurrent_calls_share_one_connection").await else { return };
+    let Some(kit) = Server::kit_only("concurrent_calls_share_one_connection").await else {
+        return;
+    };
     let queue = unique_queue("pipeline");
     let c = Client::connect_to(&kit.url()).await.unwrap();
     let mut tasks = Vec::new();
@@ -255,7 +336,8 @@ async fn concurrent_calls_share_one_connection() {
         let c = c.clone();
         let q = queue.clone();
         tasks.push(tokio::spawn(async move {
-            c.push(Job::builder("P").args((i,)).queue(q).build().unwrap()).await
+            c.push(Job::builder("P").args((i,)).queue(q).build().unwrap())
+                .await
         }));
     }
     for t in tasks {
@@ -267,8 +349,14 @@ async fn concurrent_calls_share_one_connection() {
 
 #[tokio::test]
 async fn password_server() {
-    let kit = TestServer::builder().password("s3cret pw").start().await.unwrap();
-    let c = Client::connect_to(&kit.url()).await.expect("password from the URL");
+    let kit = TestServer::builder()
+        .password("s3cret pw")
+        .start()
+        .await
+        .unwrap();
+    let c = Client::connect_to(&kit.url())
+        .await
+        .expect("password from the URL");
     c.push(Job::new("Pw", vec![])).await.unwrap();
     let addr = kit.addr();
     let err = Client::builder()
@@ -281,9 +369,14 @@ async fn password_server() {
         matches!(&err, Error::Connection(faktory_proto::client::ConnectionError::Auth(e)) if e.is_invalid_password()),
         "{err:?}"
     );
-    let err = Client::connect_to(&format!("tcp://{addr}")).await.unwrap_err();
+    let err = Client::connect_to(&format!("tcp://{addr}"))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, Error::Connection(faktory_proto::client::ConnectionError::PasswordRequired)),
+        matches!(
+            err,
+            Error::Connection(faktory_proto::client::ConnectionError::PasswordRequired)
+        ),
         "{err:?}"
     );
 }
@@ -302,7 +395,9 @@ async fn tls_server() {
         .connect()
         .await
         .expect("TLS with the self-signed root");
-    c.push(Job::builder("Tls").queue("tlsq").build().unwrap()).await.unwrap();
+    c.push(Job::builder("Tls").queue("tlsq").build().unwrap())
+        .await
+        .unwrap();
     assert_eq!(kit.queue("tlsq").len(), 1);
     // Default verification (webpki roots) must refuse a self-signed certificate.
     let err = Client::connect_to(&url).await.unwrap_err();
@@ -312,7 +407,11 @@ async fn tls_server() {
 #[tokio::test]
 async fn garbage_server_gives_a_typed_error_not_a_hang() {
     let addr = support::garbage_server(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-    let r = tokio::time::timeout(Duration::from_secs(5), Client::connect_to(&format!("tcp://{addr}"))).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        Client::connect_to(&format!("tcp://{addr}")),
+    )
+    .await;
     let err = r.expect("no hang").unwrap_err();
     assert!(matches!(err, Error::Connection(_)), "{err:?}");
 
@@ -387,7 +486,13 @@ async fn worker_runs_1000_jobs_at_concurrency_20_each_acked_once() {
     let queue = unique_queue("w1000");
     let c = client(&server).await;
     let jobs: Vec<Job> = (0..1000)
-        .map(|i| Job::builder("Count").args((i,)).queue(&queue).build().unwrap())
+        .map(|i| {
+            Job::builder("Count")
+                .args((i,))
+                .queue(&queue)
+                .build()
+                .unwrap()
+        })
         .collect();
     let jids: Vec<String> = jobs.iter().map(|j| j.jid.clone()).collect();
     assert!(c.push_bulk(jobs).await.unwrap().is_empty());
@@ -449,7 +554,12 @@ async fn fail_one_job(
 ) -> faktory_proto::Failure {
     let queue = unique_queue("fail");
     let c = client(server).await;
-    let job = Job::builder(jobtype).queue(&queue).backtrace(10).retry(5).build().unwrap();
+    let job = Job::builder(jobtype)
+        .queue(&queue)
+        .backtrace(10)
+        .retry(5)
+        .build()
+        .unwrap();
     c.push(job.clone()).await.unwrap();
     let stop = CancellationToken::new();
     let worker = register(worker_builder(&server.url(), &queue))
@@ -472,9 +582,15 @@ async fn fail_one_job(
         jids: vec![job.jid.clone()],
         ..MutateFilter::default()
     });
-    c.mutate_set(MutateOp::Requeue, MutateTarget::Retries, only).await.unwrap();
+    c.mutate_set(MutateOp::Requeue, MutateTarget::Retries, only)
+        .await
+        .unwrap();
     let w = consumer(server, &unique_queue("wid")).await;
-    let again = w.fetch(&[queue.as_str()]).await.unwrap().expect("requeued from retries");
+    let again = w
+        .fetch(&[queue.as_str()])
+        .await
+        .unwrap()
+        .expect("requeued from retries");
     w.ack(&again.jid).await.unwrap();
     again.failure.expect("failure record")
 }
@@ -483,12 +599,17 @@ async fn fail_one_job(
 async fn handler_error_becomes_fail_with_message_and_backtrace() {
     let server = Server::start().await;
     let failure = fail_one_job(&server, "Charge", |b| {
-        b.register("Charge", |_job: Job| async move { Err::<(), Outer>(Outer(Inner)) })
+        b.register("Charge", |_job: Job| async move {
+            Err::<(), Outer>(Outer(Inner))
+        })
     })
     .await;
     assert_eq!(failure.errtype.as_deref(), Some("Outer"));
     assert_eq!(failure.message.as_deref(), Some("charging the card failed"));
-    assert_eq!(failure.backtrace, Some(vec!["caused by: gateway timeout".to_owned()]));
+    assert_eq!(
+        failure.backtrace,
+        Some(vec!["caused by: gateway timeout".to_owned()])
+    );
 }
 
 #[tokio::test]
@@ -509,7 +630,9 @@ async fn handler_panic_becomes_fail() {
 
 #[tokio::test]
 async fn blocking_handler_and_unknown_jobtype() {
-    let Some(kit) = Server::kit_only("blocking_handler_and_unknown_jobtype").await else { return };
+    let Some(kit) = Server::kit_only("blocking_handler_and_unknown_jobtype").await else {
+        return;
+    };
     let queue = unique_queue("blocking");
     let ran = Arc::new(AtomicUsize::new(0));
     let ran2 = Arc::clone(&ran);
@@ -529,17 +652,27 @@ async fn blocking_handler_and_unknown_jobtype() {
     kit.push(sync_job.clone()).unwrap();
     kit.push(unknown.clone()).unwrap();
     let run = tokio::spawn(worker.run());
-    assert!(eventually(LONG, || kit.acked().contains(&sync_job.jid) && kit.failed().contains(&unknown.jid)).await);
+    assert!(
+        eventually(LONG, || kit.acked().contains(&sync_job.jid)
+            && kit.failed().contains(&unknown.jid))
+        .await
+    );
     stop.cancel();
     run.await.unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
-    let f = kit.failures().into_iter().find(|f| f.jid == unknown.jid).unwrap();
+    let f = kit
+        .failures()
+        .into_iter()
+        .find(|f| f.jid == unknown.jid)
+        .unwrap();
     assert_eq!(f.errtype, "UnknownJobtype");
 }
 
 #[tokio::test]
 async fn quiet_from_the_server_stops_fetching() {
-    let Some(kit) = Server::kit_only("quiet_from_the_server_stops_fetching").await else { return };
+    let Some(kit) = Server::kit_only("quiet_from_the_server_stops_fetching").await else {
+        return;
+    };
     let queue = unique_queue("quiet");
     let wid = unique_queue("wid");
     let stop = CancellationToken::new();
@@ -560,7 +693,10 @@ async fn quiet_from_the_server_stops_fetching() {
     kit.push(second.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(kit.queue(&queue).len(), 1, "a quiet worker fetches nothing");
-    assert!(!run.is_finished(), "a quiet worker keeps running (and beating)");
+    assert!(
+        !run.is_finished(),
+        "a quiet worker keeps running (and beating)"
+    );
     stop.cancel();
     let report = run.await.unwrap();
     assert_eq!(report.reason, StopReason::Shutdown);
@@ -568,7 +704,9 @@ async fn quiet_from_the_server_stops_fetching() {
 
 #[tokio::test]
 async fn terminate_from_the_server_stops_the_worker() {
-    let Some(kit) = Server::kit_only("terminate_from_the_server_stops_the_worker").await else { return };
+    let Some(kit) = Server::kit_only("terminate_from_the_server_stops_the_worker").await else {
+        return;
+    };
     let queue = unique_queue("terminate");
     let wid = unique_queue("wid");
     let worker = worker_builder(&kit.url(), &queue)
@@ -579,14 +717,19 @@ async fn terminate_from_the_server_stops_the_worker() {
     let run = tokio::spawn(worker.run());
     assert!(eventually(LONG, || kit.worker(&wid).is_some()).await);
     assert!(kit.terminate(&wid));
-    let report = tokio::time::timeout(LONG, run).await.expect("stops").unwrap();
+    let report = tokio::time::timeout(LONG, run)
+        .await
+        .expect("stops")
+        .unwrap();
     assert_eq!(report.reason, StopReason::Terminated);
     assert!(report.is_clean());
 }
 
 #[tokio::test]
 async fn local_shutdown_lets_a_slow_job_finish_within_the_grace_period() {
-    let Some(kit) = Server::kit_only("local_shutdown_lets_a_slow_job_finish_within_the_grace_period").await else {
+    let Some(kit) =
+        Server::kit_only("local_shutdown_lets_a_slow_job_finish_within_the_grace_period").await
+    else {
         return;
     };
     let queue = unique_queue("grace");
@@ -613,13 +756,19 @@ async fn local_shutdown_lets_a_slow_job_finish_within_the_grace_period() {
     let report = tokio::time::timeout(LONG, run).await.unwrap().unwrap();
     assert_eq!(report.reason, StopReason::Shutdown);
     assert!(report.is_clean());
-    assert!(kit.acked().contains(&job.jid), "finished inside the grace period: ACKed");
+    assert!(
+        kit.acked().contains(&job.jid),
+        "finished inside the grace period: ACKed"
+    );
     assert!(kit.failed().is_empty());
 }
 
 #[tokio::test]
 async fn local_shutdown_fails_a_job_past_the_grace_period() {
-    let Some(kit) = Server::kit_only("local_shutdown_fails_a_job_past_the_grace_period").await else { return };
+    let Some(kit) = Server::kit_only("local_shutdown_fails_a_job_past_the_grace_period").await
+    else {
+        return;
+    };
     let queue = unique_queue("pastgrace");
     let started = CancellationToken::new();
     let cancelled_seen = Arc::new(AtomicUsize::new(0));
@@ -648,10 +797,18 @@ async fn local_shutdown_fails_a_job_past_the_grace_period() {
     let report = tokio::time::timeout(LONG, run).await.unwrap().unwrap();
     assert_eq!(report.reason, StopReason::Shutdown);
     assert!(report.is_clean(), "{report:?}");
-    let f = kit.failures().into_iter().find(|f| f.jid == job.jid).expect("FAILed");
+    let f = kit
+        .failures()
+        .into_iter()
+        .find(|f| f.jid == job.jid)
+        .expect("FAILed");
     assert_eq!(f.errtype, "Shutdown");
     assert!(matches!(f.outcome, FailOutcome::Retry(_)));
-    assert_eq!(cancelled_seen.load(Ordering::SeqCst), 1, "the handler saw its cancellation");
+    assert_eq!(
+        cancelled_seen.load(Ordering::SeqCst),
+        1,
+        "the handler saw its cancellation"
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -674,7 +831,14 @@ async fn jobs_survive(kind: FaultKind) {
     let total = 300;
     let queue = unique_queue("faults");
     let jobs: Vec<Job> = (0..total)
-        .map(|i| Job::builder("Count").args((i,)).queue(&queue).reserve_for(60).build().unwrap())
+        .map(|i| {
+            Job::builder("Count")
+                .args((i,))
+                .queue(&queue)
+                .reserve_for(60)
+                .build()
+                .unwrap()
+        })
         .collect();
     for j in &jobs {
         kit.push(j.clone()).unwrap();
@@ -706,17 +870,27 @@ async fn jobs_survive(kind: FaultKind) {
     let (report, seen) = run.await.unwrap();
     assert_eq!(faults, 3, "the faults were injected mid-run");
     assert_eq!(report.reason, StopReason::Shutdown);
-    assert!(report.is_clean(), "no finished job's outcome lost: {report:?}");
+    assert!(
+        report.is_clean(),
+        "no finished job's outcome lost: {report:?}"
+    );
     assert_eq!(seen.len(), total, "every job ran");
     let acked: std::collections::HashSet<String> = kit.acked().into_iter().collect();
     for j in &jobs {
-        assert!(acked.contains(&j.jid), "{} ran and its ACK reached the server", j.jid);
+        assert!(
+            acked.contains(&j.jid),
+            "{} ran and its ACK reached the server",
+            j.jid
+        );
     }
 }
 
 #[tokio::test]
 async fn server_dropping_connections_mid_run_loses_no_ack() {
-    if Server::kit_only("server_dropping_connections_mid_run_loses_no_ack").await.is_none() {
+    if Server::kit_only("server_dropping_connections_mid_run_loses_no_ack")
+        .await
+        .is_none()
+    {
         return;
     }
     jobs_survive(FaultKind::DropConnections).await;
@@ -724,7 +898,10 @@ async fn server_dropping_connections_mid_run_loses_no_ack() {
 
 #[tokio::test]
 async fn server_restarting_mid_run_loses_no_ack() {
-    if Server::kit_only("server_restarting_mid_run_loses_no_ack").await.is_none() {
+    if Server::kit_only("server_restarting_mid_run_loses_no_ack")
+        .await
+        .is_none()
+    {
         return;
     }
     jobs_survive(FaultKind::Restart).await;

@@ -1,6 +1,12 @@
 //! Support for the adapter scenario tests: which server to run against, unique names, a TLS proxy,
 //! a garbage server.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, unreachable_pub)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    unreachable_pub
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,8 +119,12 @@ pub async fn tls_proxy(backend: SocketAddr) -> (SocketAddr, Vec<u8>) {
         while let Ok((sock, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(sock).await else { return };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
