@@ -98,7 +98,9 @@ impl Default for TestServerBuilder {
 }
 
 impl TestServerBuilder {
-    /// The address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    /// The address to listen on (default `127.0.0.1:0`, an ephemeral port). It must be a loopback
+    /// address: this test double never listens beyond the machine ([`TestServerBuilder::start`]
+    /// refuses anything else).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
         self
@@ -144,6 +146,12 @@ impl TestServerBuilder {
     /// Binds and starts serving. Must be called inside a tokio runtime (with the time and I/O
     /// drivers enabled).
     pub async fn start(self) -> io::Result<TestServer> {
+        if !self.bind.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "faktory-testkit only listens on loopback addresses (127.0.0.0/8, ::1)",
+            ));
+        }
         let listener = TcpListener::bind(self.bind).await?;
         let addr = listener.local_addr()?;
         let clock = self.clock.unwrap_or_else(Clock::real);
@@ -158,6 +166,7 @@ impl TestServerBuilder {
         let (accepting, _) = watch::channel(true);
         let (listening, _) = watch::channel(true);
         let (live, _) = watch::channel(0usize);
+        let (blocked, _) = watch::channel(0usize);
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             clock,
@@ -166,6 +175,7 @@ impl TestServerBuilder {
             fetch_timeout: self.fetch_timeout,
             registry: Mutex::new(Registry::default()),
             live,
+            blocked,
             accepting,
             listening,
             rng: Mutex::new(Rng::new(self.seed ^ 0xA5A5_5A5A_C3C3_3C3C)),
@@ -217,6 +227,8 @@ struct Shared {
     fetch_timeout: Duration,
     registry: Mutex<Registry>,
     live: watch::Sender<usize>,
+    /// FETCHes currently blocked waiting for a job.
+    blocked: watch::Sender<usize>,
     accepting: watch::Sender<bool>,
     listening: watch::Sender<bool>,
     rng: Mutex<Rng>,
@@ -409,6 +421,7 @@ fn spawn_connection(
             rx,
             commands,
             faults: FaultState::default(),
+            pending: VecDeque::new(),
         };
         task.run(faults, salt, seed).await;
         drop(guard);
@@ -453,6 +466,7 @@ struct ConnTask {
     rx: mpsc::UnboundedReceiver<Control>,
     commands: Arc<AtomicU64>,
     faults: FaultState,
+    pending: VecDeque<Control>,
 }
 
 impl ConnTask {
@@ -460,8 +474,31 @@ impl ConnTask {
         self.commands.load(Ordering::Relaxed)
     }
 
+    /// Writes everything, unless the handle closes the connection meanwhile (a client that stops
+    /// reading must not block a drop or a restart); other control messages wait their turn.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Stop> {
-        self.stream.write_all(bytes).await.map_err(|_| Stop::Abort)
+        let mut written = 0;
+        while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+            tokio::select! {
+                r = self.stream.write(rest) => match r {
+                    Ok(0) | Err(_) => return Err(Stop::Abort),
+                    Ok(n) => written += n,
+                },
+                c = self.rx.recv() => match c {
+                    None | Some(Control::Close) => return Err(Stop::Abort),
+                    Some(other) => self.pending.push_back(other),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles control messages that arrived during a write.
+    async fn drain_pending(&mut self) -> Result<(), Stop> {
+        while let Some(c) = self.pending.pop_front() {
+            self.control(Some(c)).await?;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self, conn: &mut Connection) -> Result<(), Stop> {
@@ -504,6 +541,7 @@ impl ConnTask {
     async fn serve(&mut self, conn: &mut Connection, clock: &Clock) -> Result<(), Stop> {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
+            self.drain_pending().await?;
             self.flush(conn).await?;
             match conn.poll_event() {
                 Some(ServerEvent::Hello(hello)) => {
@@ -606,6 +644,7 @@ impl ConnTask {
     ) -> Result<(), Stop> {
         let mut fut = fut;
         loop {
+            self.drain_pending().await?;
             tokio::select! {
                 () = fut.as_mut() => return Ok(()),
                 c = self.rx.recv() => self.control(c).await?,
@@ -617,7 +656,9 @@ impl ConnTask {
     async fn blocked_fetch(&mut self, wait: crate::store::FetchWait) -> Result<Reply, Stop> {
         let deadline = tokio::time::Instant::now() + self.shared.fetch_timeout;
         let shared = Arc::clone(&self.shared);
+        let _blocked = BlockedGuard::new(&shared);
         loop {
+            self.drain_pending().await?;
             let mut notified = pin!(shared.notify.notified());
             notified.as_mut().enable();
             if !wait.queues.is_empty() {
@@ -633,6 +674,22 @@ impl ConnTask {
                 c = self.rx.recv() => self.control(c).await?,
             }
         }
+    }
+}
+
+/// Counts a blocked FETCH for as long as it waits.
+struct BlockedGuard<'a>(&'a Shared);
+
+impl<'a> BlockedGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.blocked.send_modify(|n| *n += 1);
+        BlockedGuard(shared)
+    }
+}
+
+impl Drop for BlockedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.blocked.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -837,6 +894,17 @@ impl TestServer {
     pub async fn wait_for_connections(&self, n: usize) {
         let mut rx = self.shared.live.subscribe();
         let _ = rx.wait_for(|&live| live == n).await;
+    }
+
+    /// FETCHes currently blocked, waiting for a job or their timeout.
+    pub fn blocked_fetches(&self) -> usize {
+        *self.shared.blocked.borrow()
+    }
+
+    /// Waits until exactly `n` FETCHes are blocked (e.g. until a worker sits idle on its FETCH).
+    pub async fn wait_for_blocked_fetches(&self, n: usize) {
+        let mut rx = self.shared.blocked.subscribe();
+        let _ = rx.wait_for(|&b| b == n).await;
     }
 
     /// The live connections.

@@ -2,9 +2,10 @@
 //! language can be pointed at it. A test double, not a production server.
 //!
 //! ```text
-//! faktory-testkit [--port 7419] [--bind 127.0.0.1] [--password SECRET] [--fetch-timeout-ms 2000]
+//! faktory-testkit [--port 7419] [--password SECRET] [--fetch-timeout-ms 2000]
 //! ```
-//! Prints the address (`tcp://127.0.0.1:7419`) on stdout, serves until Ctrl-C.
+//! Listens on 127.0.0.1 only, prints the address (`tcp://127.0.0.1:7419`) on stdout, serves until
+//! Ctrl-C.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -12,13 +13,13 @@ use std::time::Duration;
 
 use faktory_testkit::TestServer;
 
-const USAGE: &str = "usage: faktory-testkit [--port N (7419; 0 = any)] [--bind ADDR (127.0.0.1)] \
-                     [--password SECRET] [--fetch-timeout-ms MS (2000)]";
+const USAGE: &str = "usage: faktory-testkit [--port N (7419; 0 = any free port)] [--password SECRET] \
+                     [--fetch-timeout-ms MS (2000)]\nListens on 127.0.0.1 only. An in-memory test double, \
+                     not a production server.";
 
 #[derive(Debug)]
 struct Args {
     port: u16,
-    bind: IpAddr,
     password: Option<String>,
     fetch_timeout: Duration,
 }
@@ -26,7 +27,6 @@ struct Args {
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut args = Args {
         port: 7419,
-        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         password: None,
         fetch_timeout: Duration::from_secs(2),
     };
@@ -46,7 +46,6 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         };
         match name.as_str() {
             "--port" | "-p" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
-            "--bind" | "-b" => args.bind = value()?.parse().map_err(|e| format!("--bind: {e}"))?,
             "--password" => args.password = Some(value()?),
             "--fetch-timeout-ms" => {
                 let ms: u64 = value()?
@@ -83,7 +82,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut builder = TestServer::builder()
-        .bind(SocketAddr::new(args.bind, args.port))
+        .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port))
         .fetch_timeout(args.fetch_timeout);
     if let Some(p) = args.password {
         builder = builder.password(p);
