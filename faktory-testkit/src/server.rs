@@ -248,12 +248,13 @@ struct ConnEntry {
     tx: mpsc::UnboundedSender<Control>,
     peer: SocketAddr,
     commands: Arc<AtomicU64>,
+    /// Shared with the connection's task, so an injected fault applies from the very next command.
+    faults: Arc<Mutex<FaultState>>,
 }
 
 #[derive(Debug)]
 enum Control {
     Close,
-    Inject(Fault),
     SendRaw(Bytes),
 }
 
@@ -398,12 +399,18 @@ fn spawn_connection(
     let id = shared.with_store(Store::connect);
     let (tx, rx) = mpsc::unbounded_channel();
     let commands = Arc::new(AtomicU64::new(0));
+    let mut state = FaultState::default();
+    for f in faults {
+        state.apply(f, 0);
+    }
+    let fault_state = Arc::new(Mutex::new(state));
     lock(&shared.registry).conns.insert(
         id,
         ConnEntry {
             tx,
             peer,
             commands: Arc::clone(&commands),
+            faults: Arc::clone(&fault_state),
         },
     );
     shared.live.send_modify(|n| *n += 1);
@@ -420,10 +427,10 @@ fn spawn_connection(
             stream,
             rx,
             commands,
-            faults: FaultState::default(),
+            faults: fault_state,
             pending: VecDeque::new(),
         };
-        task.run(faults, salt, seed).await;
+        task.run(salt, seed).await;
         drop(guard);
     });
 }
@@ -465,15 +472,11 @@ struct ConnTask {
     stream: TcpStream,
     rx: mpsc::UnboundedReceiver<Control>,
     commands: Arc<AtomicU64>,
-    faults: FaultState,
+    faults: Arc<Mutex<FaultState>>,
     pending: VecDeque<Control>,
 }
 
 impl ConnTask {
-    fn done(&self) -> u64 {
-        self.commands.load(Ordering::Relaxed)
-    }
-
     /// Writes everything, unless the handle closes the connection meanwhile (a client that stops
     /// reading must not block a drop or a restart); other control messages wait their turn.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Stop> {
@@ -512,19 +515,11 @@ impl ConnTask {
     async fn control(&mut self, c: Option<Control>) -> Result<(), Stop> {
         match c {
             None | Some(Control::Close) => Err(Stop::Abort),
-            Some(Control::Inject(f)) => {
-                let done = self.done();
-                self.faults.apply(f, done);
-                Ok(())
-            }
             Some(Control::SendRaw(b)) => self.write(&b).await,
         }
     }
 
-    async fn run(mut self, faults: Vec<Fault>, salt: Option<(String, u32)>, seed: u64) {
-        for f in faults {
-            self.faults.apply(f, 0);
-        }
+    async fn run(mut self, salt: Option<(String, u32)>, seed: u64) {
         let clock = self.shared.clock.clone();
         let options = self.shared.options.clone();
         let mut conn = match salt {
@@ -597,7 +592,7 @@ impl ConnTask {
     /// Counts a command; `Err` when a fault drops the connection before it runs.
     fn begin_command(&mut self) -> Result<u64, Stop> {
         let n = self.commands.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.faults.drop_before == Some(n) {
+        if lock(&self.faults).drop_before == Some(n) {
             tracing::debug!(id = %self.id, n, "fault: dropping before command");
             return Err(Stop::Abort);
         }
@@ -605,7 +600,16 @@ impl ConnTask {
     }
 
     async fn answer(&mut self, conn: &mut Connection, n: u64, reply: Reply) -> Result<(), Stop> {
-        if let Some(bytes) = self.faults.replace.remove(&n) {
+        let (replace, drop_after, withhold, delay) = {
+            let mut f = lock(&self.faults);
+            (
+                f.replace.remove(&n),
+                f.drop_after == Some(n),
+                f.withhold,
+                f.delay,
+            )
+        };
+        if let Some(bytes) = replace {
             conn.reply_raw(&bytes);
             if reply == Reply::Close {
                 conn.close();
@@ -623,14 +627,14 @@ impl ConnTask {
         while let Some(b) = conn.poll_transmit() {
             out.extend_from_slice(&b);
         }
-        if self.faults.drop_after == Some(n) {
+        if drop_after {
             tracing::debug!(id = %self.id, n, "fault: dropping after command");
             return Err(Stop::Abort);
         }
-        if self.faults.withhold || out.is_empty() {
+        if withhold || out.is_empty() {
             return Ok(());
         }
-        if let Some(d) = self.faults.delay {
+        if let Some(d) = delay {
             let sleep = pin!(tokio::time::sleep(d));
             self.wait_or_control(sleep).await?;
         }
@@ -949,9 +953,18 @@ impl TestServer {
     // ----------------------------------------------------------------------------------------------
     // faults
 
-    /// Injects a fault into a live connection; `false` if it is gone.
+    /// Injects a fault into a live connection, effective from its next command; `false` if it is
+    /// gone.
     pub fn inject(&self, id: ConnId, fault: Fault) -> bool {
-        self.shared.control(id, Control::Inject(fault))
+        let reg = lock(&self.shared.registry);
+        match reg.conns.get(&id) {
+            Some(e) => {
+                let done = e.commands.load(Ordering::Relaxed);
+                lock(&e.faults).apply(fault, done);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Applies `fault` to each of the next `count` accepted connections.

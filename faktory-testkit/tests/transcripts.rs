@@ -736,3 +736,35 @@ async fn timing() {
     assert_eq!(failure.jid, "probe-rsv-000001");
     assert_eq!(failure.at, ts("2026-11-22T08:23:45.771901Z"));
 }
+
+#[test]
+fn every_transcript_but_tls_is_replayed() {
+    // The replays above cover these files; a new transcript must get a replay here too.
+    let dir = format!("{}/../faktory-proto/tests/data", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "auth.txt",
+            "basic.txt",
+            "big.txt",
+            "extra.txt",
+            "fidelity.txt",
+            "quirks.txt",
+            "timing.txt",
+            "tls.txt"
+        ]
+    );
+    // And each parses into events with at least one server reply.
+    for n in names.iter().filter(|n| *n != "tls.txt") {
+        assert!(
+            load(n).iter().any(|e| matches!(e, Event::Recv { .. })),
+            "{n}"
+        );
+    }
+}
