@@ -858,3 +858,11 @@ async fn a_client_that_stops_reading_cannot_block_a_restart() {
     assert_eq!(p.cmd("FLUSH").await, ok());
     drop(stuck);
 }
+
+#[test]
+fn the_handle_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TestServer>();
+    send_sync::<Clock>();
+    send_sync::<faktory_testkit::store::Store>();
+}
