@@ -84,7 +84,11 @@ impl Backoff {
 
     /// The delay before the next attempt; grows with each call until [`Backoff::reset`].
     pub fn next_delay(&mut self) -> Duration {
-        let exp = self.config.multiplier.max(1.0).powi(self.attempt.min(64) as i32);
+        let exp = self
+            .config
+            .multiplier
+            .max(1.0)
+            .powi(self.attempt.min(64) as i32);
         let base = self.config.initial.as_secs_f64() * exp;
         let capped = base.min(self.config.max.as_secs_f64()).max(0.0);
         let jitter = self.config.jitter.clamp(0.0, 1.0);

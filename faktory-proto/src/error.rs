@@ -71,7 +71,10 @@ impl ServerError {
 
     /// `-ERR … only available in Faktory Enterprise`.
     pub fn is_enterprise_only(&self) -> bool {
-        self.code == "ERR" && self.message.contains("only available in Faktory Enterprise")
+        self.code == "ERR"
+            && self
+                .message
+                .contains("only available in Faktory Enterprise")
     }
 
     /// `-ERR shutdown in progress`.

@@ -191,10 +191,12 @@ mod tests {
 
     #[test]
     fn decodes_latency_and_track_get_with_empty_time() {
-        let l = queue_latency_from_json(br#"{"default":0.000468158,"nosuchq":0,"probe2":0}"#).unwrap();
+        let l =
+            queue_latency_from_json(br#"{"default":0.000468158,"nosuchq":0,"probe2":0}"#).unwrap();
         assert_eq!(l.len(), 3);
         assert!(l["default"] > 0.0);
-        let t: TrackInfo = serde_json::from_slice(br#"{"jid":"x","state":"unknown","updated_at":""}"#).unwrap();
+        let t: TrackInfo =
+            serde_json::from_slice(br#"{"jid":"x","state":"unknown","updated_at":""}"#).unwrap();
         assert_eq!(t.updated_at, None);
         assert_eq!(t.state, "unknown");
     }

@@ -79,19 +79,39 @@ pub struct Job {
 #[non_exhaustive]
 pub struct Failure {
     /// When the job first failed.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub failed_at: Option<Timestamp>,
     /// When the job will be retried.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub next_at: Option<Timestamp>,
     /// The message of the most recent failure.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub message: Option<String>,
     /// The error type of the most recent failure.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub errtype: Option<String>,
     /// The backtrace of the most recent failure.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub backtrace: Option<Vec<String>>,
     /// 0 after the first failure, +1 on each later one.
     #[serde(default)]
@@ -234,7 +254,8 @@ impl Job {
 
     /// How many backtrace lines a FAIL for this job should carry (the job's `backtrace` field, ≥ 0).
     pub fn backtrace_lines(&self) -> usize {
-        self.backtrace.map_or(0, |n| usize::try_from(n).unwrap_or(0))
+        self.backtrace
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0))
     }
 }
 
@@ -333,8 +354,8 @@ fn jid_state() -> &'static RandomState {
     STATE.get_or_init(RandomState::new)
 }
 
-/// 96 bits from a keyed PRF (SipHash with the process's random key) over a counter.
-fn random_96() -> [u8; 12] {
+/// 128 bits from a keyed PRF (SipHash with the process's random key) over a counter.
+fn random_128() -> u128 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let st = jid_state();
@@ -344,37 +365,30 @@ fn random_96() -> [u8; 12] {
     let mut h2 = st.build_hasher();
     h2.write_u64(n);
     h2.write_u8(2);
-    let a = h1.finish().to_le_bytes();
-    let b = h2.finish().to_le_bytes();
-    let mut out = [0u8; 12];
-    out[..8].copy_from_slice(&a);
-    out[8..].copy_from_slice(&b[..4]);
-    out
+    (u128::from(h1.finish()) << 64) | u128::from(h2.finish())
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// A fresh random jid: 12 random bytes in URL-safe base64 (16 characters), like the Go client.
-pub fn new_jid() -> String {
-    let bytes = random_96();
-    let mut s = String::with_capacity(16);
-    for chunk in bytes.chunks_exact(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
-        for shift in [18u32, 12, 6, 0] {
-            s.push(char::from(B64URL[((n >> shift) & 63) as usize]));
-        }
+/// Appends the low `digits` digits of `value` in base `2^bits`, most significant first.
+fn push_digits(out: &mut String, value: u128, digits: u32, bits: u32, alphabet: &str) {
+    let mask = (1u128 << bits) - 1;
+    for i in (0..digits).rev() {
+        let d = ((value >> (i * bits)) & mask) as usize;
+        out.extend(alphabet.as_bytes().get(d).map(|&b| char::from(b)));
     }
+}
+
+/// A fresh random jid: 96 random bits in URL-safe base64 (16 characters), like the Go client.
+pub fn new_jid() -> String {
+    const B64URL: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s = String::with_capacity(16);
+    push_digits(&mut s, random_128(), 16, 6, B64URL);
     s
 }
 
-/// A fresh random worker id: 16 lowercase hex characters.
+/// A fresh random worker id: 64 random bits as 16 lowercase hex characters.
 pub fn new_wid() -> String {
-    let bytes = random_96();
     let mut s = String::with_capacity(16);
-    for b in &bytes[..8] {
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
+    push_digits(&mut s, random_128(), 16, 4, "0123456789abcdef");
     s
 }
 
@@ -439,30 +453,32 @@ enum Field {
 }
 
 impl Field {
+    fn known(name: &str) -> Option<Field> {
+        Some(match name {
+            "jid" => Field::Jid,
+            "jobtype" => Field::Jobtype,
+            "args" => Field::Args,
+            "queue" => Field::Queue,
+            "retry" => Field::Retry,
+            "reserve_for" => Field::ReserveFor,
+            "at" => Field::At,
+            "backtrace" => Field::Backtrace,
+            "created_at" => Field::CreatedAt,
+            "enqueued_at" => Field::EnqueuedAt,
+            "failure" => Field::Failure,
+            "custom" => Field::Custom,
+            _ => return None,
+        })
+    }
+
     fn from_name(name: &str) -> Field {
-        const NAMES: [(&str, fn() -> Field); 12] = [
-            ("jid", || Field::Jid),
-            ("jobtype", || Field::Jobtype),
-            ("args", || Field::Args),
-            ("queue", || Field::Queue),
-            ("retry", || Field::Retry),
-            ("reserve_for", || Field::ReserveFor),
-            ("at", || Field::At),
-            ("backtrace", || Field::Backtrace),
-            ("created_at", || Field::CreatedAt),
-            ("enqueued_at", || Field::EnqueuedAt),
-            ("failure", || Field::Failure),
-            ("custom", || Field::Custom),
-        ];
-        for (n, f) in NAMES {
-            if n == name {
-                return f();
-            }
+        if let Some(f) = Field::known(name) {
+            return f;
         }
         // The server's decoder matches keys case-insensitively (PROTOCOL.md §4.2).
-        for (n, f) in NAMES {
-            if n.eq_ignore_ascii_case(name) {
-                return f();
+        if name.len() <= 16 && name.bytes().any(|b| b.is_ascii_uppercase()) {
+            if let Some(f) = Field::known(&name.to_ascii_lowercase()) {
+                return f;
             }
         }
         Field::Other(name.to_owned())
@@ -575,7 +591,8 @@ mod tests {
 
     #[test]
     fn keys_match_case_insensitively_like_the_server() {
-        let j: Job = serde_json::from_str(r#"{"JID":"abcdefgh","JobType":"X","Args":[1]}"#).unwrap();
+        let j: Job =
+            serde_json::from_str(r#"{"JID":"abcdefgh","JobType":"X","Args":[1]}"#).unwrap();
         assert_eq!(j.jid, "abcdefgh");
         assert_eq!(j.jobtype, "X");
         assert_eq!(j.args, vec![json!(1)]);
@@ -583,7 +600,10 @@ mod tests {
 
     #[test]
     fn encodes_in_client_order_with_retry() {
-        let mut j = Job::new("ProbeJob", vec![json!(1), json!("two"), json!({"three": 3})]);
+        let mut j = Job::new(
+            "ProbeJob",
+            vec![json!(1), json!("two"), json!({"three": 3})],
+        );
         j.jid = "probe-jid-0000001".into();
         j.queue = Some("probe".into());
         j.retry = None;
@@ -603,7 +623,10 @@ mod tests {
         let j = Job::with_args("T", ("a", 2u8, vec![true])).unwrap();
         let (a, b, c): (String, u8, Vec<bool>) = j.args_as().unwrap();
         assert_eq!((a.as_str(), b, c), ("a", 2, vec![true]));
-        assert!(j.args_as::<(String, u8)>().is_err(), "extra args are an error");
+        assert!(
+            j.args_as::<(String, u8)>().is_err(),
+            "extra args are an error"
+        );
         assert!(matches!(
             Job::with_args("T", json!({"a": 1})),
             Err(JobError::ArgsNotArray(_))
@@ -620,13 +643,18 @@ mod tests {
             Job::builder("X").jid("short").build(),
             Err(JobError::JidTooShort(_))
         ));
-        assert!(matches!(Job::builder("").build(), Err(JobError::EmptyJobtype)));
+        assert!(matches!(
+            Job::builder("").build(),
+            Err(JobError::EmptyJobtype)
+        ));
         assert!(matches!(
             Job::builder("X").reserve_for(90_000).build(),
             Err(JobError::ReserveTooLong(_))
         ));
         assert!(matches!(
-            Job::builder("X").at(Timestamp::from_raw("2099-01-01 00:00:00")).build(),
+            Job::builder("X")
+                .at(Timestamp::from_raw("2099-01-01 00:00:00"))
+                .build(),
             Err(JobError::InvalidAt(_))
         ));
     }
@@ -637,7 +665,10 @@ mod tests {
         for _ in 0..10_000 {
             let j = new_jid();
             assert_eq!(j.len(), 16);
-            assert!(j.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert!(
+                j.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
             assert!(seen.insert(j));
         }
         assert_eq!(new_wid().len(), 16);

@@ -109,7 +109,10 @@ impl UnixTime {
                 let d = e.duration();
                 let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
                 if d.subsec_nanos() == 0 {
-                    UnixTime { secs: -secs, nanos: 0 }
+                    UnixTime {
+                        secs: -secs,
+                        nanos: 0,
+                    }
                 } else {
                     UnixTime {
                         secs: -secs - 1,
@@ -125,7 +128,8 @@ impl UnixTime {
         if self.secs >= 0 {
             UNIX_EPOCH + Duration::new(self.secs.unsigned_abs(), self.nanos)
         } else {
-            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs()) + Duration::from_nanos(u64::from(self.nanos))
+            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs())
+                + Duration::from_nanos(u64::from(self.nanos))
         }
     }
 
@@ -207,7 +211,11 @@ pub fn parse_rfc3339(raw: &str) -> Result<UnixTime, TimestampError> {
     let mut rest = b.get(19..).ok_or_else(syntax)?;
     let mut nanos: u32 = 0;
     if rest.first() == Some(&b'.') {
-        let frac_len = rest.iter().skip(1).take_while(|c| c.is_ascii_digit()).count();
+        let frac_len = rest
+            .iter()
+            .skip(1)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if frac_len == 0 || frac_len > 9 {
             return Err(syntax());
         }
@@ -229,7 +237,12 @@ pub fn parse_rfc3339(raw: &str) -> Result<UnixTime, TimestampError> {
         _ => return Err(syntax()),
     };
     let year = i64::from(year);
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 59
     {
         return Err(TimestampError::Range(raw.to_owned()));
     }
@@ -289,7 +302,10 @@ mod tests {
     #[test]
     fn offsets_and_known_epoch_values() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap().secs, 0);
-        assert_eq!(parse_rfc3339("2000-01-01T00:00:00Z").unwrap().secs, 946_684_800);
+        assert_eq!(
+            parse_rfc3339("2000-01-01T00:00:00Z").unwrap().secs,
+            946_684_800
+        );
         let a = parse_rfc3339("2099-01-01T00:00:00+02:00").unwrap();
         let b = parse_rfc3339("2098-12-31T22:00:00Z").unwrap();
         assert_eq!(a, b);
@@ -306,7 +322,10 @@ mod tests {
         assert_eq!(format_rfc3339(t), "2026-11-22T08:24:39.221419355Z");
         let t = parse_rfc3339("2026-06-30T12:00:00.100Z").unwrap();
         assert_eq!(format_rfc3339(t), "2026-06-30T12:00:00.1Z");
-        let t = UnixTime { secs: -1, nanos: 500_000_000 };
+        let t = UnixTime {
+            secs: -1,
+            nanos: 500_000_000,
+        };
         assert_eq!(format_rfc3339(t), "1969-12-31T23:59:59.5Z");
         let st = t.to_system_time();
         assert_eq!(UnixTime::from_system_time(st), t);
