@@ -1,5 +1,10 @@
 #![no_main]
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 //! The server-side command parsers fed arbitrary lines: `Command::parse`,
 //! `Command::parse_enterprise`, `handshake::parse_hello` and `command::parse_job_lenient` never
 //! panic. When a line parses into a command that can be encoded, the encoded line is well framed

@@ -1,5 +1,10 @@
 #![no_main]
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 //! The RESP decoder fed arbitrary bytes, whole and in two chunks (the split point comes from the
 //! first input byte): never panics, and the frames it accepts (and the kind of error it stops at,
 //! if any) are the same whichever way the input was split. Every decoded frame, encoded again,
