@@ -252,6 +252,9 @@ struct Pending {
 /// rounds take a few milliseconds, so a hostile server cannot make us hash for long.
 const MAX_HASH_ITERATIONS: u32 = 100_000;
 
+/// Initial capacity of the input and output buffers.
+const BUFFER_CAPACITY: usize = 4096;
+
 /// The client side of one Faktory connection.
 ///
 /// Drive it with bytes, EOF, I/O errors and time; after every input, drain
@@ -294,8 +297,10 @@ impl Connection {
             decoder: Decoder::with_max_frame_size(options.max_frame_size),
             options,
             state: State::AwaitHi,
-            inbuf: BytesMut::new(),
-            outbuf: BytesMut::new(),
+            // Room for typical replies and pipelined commands from the start: once a decoded
+            // frame or a transmitted buffer is dropped, its allocation is reused.
+            inbuf: BytesMut::with_capacity(BUFFER_CAPACITY),
+            outbuf: BytesMut::with_capacity(BUFFER_CAPACITY),
             held: BytesMut::new(),
             pending: VecDeque::new(),
             events: VecDeque::new(),
@@ -317,6 +322,16 @@ impl Connection {
         if self.state == State::Closed || data.is_empty() {
             return;
         }
+        let mut data = data;
+        if self.inbuf.is_empty() {
+            // Nothing buffered, so the decoder is at a frame boundary: complete FETCH replies at
+            // the front of `data` are decoded in place, without going through the buffer.
+            let used = self.fetch_replies_in_place(data, now);
+            data = data.get(used..).unwrap_or_default();
+            if data.is_empty() || self.state == State::Closed {
+                return;
+            }
+        }
         self.inbuf.extend_from_slice(data);
         while self.state != State::Closed {
             match self.decoder.decode(&mut self.inbuf) {
@@ -325,6 +340,38 @@ impl Connection {
                 Err(e) => self.finish(Some(ConnectionError::Decode(e))),
             }
         }
+    }
+
+    /// The hot path: while a FETCH is the oldest request, decodes complete bulk replies at the
+    /// front of `data` straight into [`Job`]s, without copying them into the input buffer.
+    /// Anything else (an incomplete frame, a header the fast path does not take, another reply
+    /// kind) is left to the decoder. Returns how many bytes were used.
+    fn fetch_replies_in_place(&mut self, data: &[u8], now: Instant) -> usize {
+        let mut used = 0;
+        while self.state == State::Ready {
+            let Some(front) = self.pending.front().copied() else {
+                break;
+            };
+            if front.kind != Kind::Fetch {
+                break;
+            }
+            let Some((body, len)) = data
+                .get(used..)
+                .and_then(|rest| complete_bulk(rest, self.options.max_frame_size))
+            else {
+                break;
+            };
+            let reply = job_reply(body, || Bytes::copy_from_slice(body));
+            self.first_after_ok = false;
+            self.pending.pop_front();
+            self.events.push_back(Event::Reply {
+                id: front.id,
+                result: Ok(reply),
+            });
+            self.arm_front(now);
+            used += len;
+        }
+        used
     }
 
     /// The socket reached EOF.
@@ -627,19 +674,7 @@ struct StateReply {
 /// Turns a non-error frame into the reply `kind` expects, or describes why it does not fit.
 fn decode_reply(kind: Kind, frame: Frame) -> Result<Reply, String> {
     match (kind, frame) {
-        (Kind::Fetch, Frame::Bulk(body)) => {
-            if body.is_empty() {
-                return Ok(Reply::Job(None));
-            }
-            match serde_json::from_slice::<Job>(&body) {
-                Ok(job) => Ok(Reply::Job(Some(Box::new(job)))),
-                Err(e) => Ok(Reply::UndecodableJob {
-                    jid: extract_jid(&body),
-                    error: e.to_string(),
-                    raw: body,
-                }),
-            }
-        }
+        (Kind::Fetch, Frame::Bulk(body)) => Ok(job_reply(&body, || body.clone())),
         (Kind::Fetch, Frame::Null) => Ok(Reply::Job(None)),
         (Kind::Ok, Frame::Simple(t) | Frame::Bulk(t)) if t.as_ref() == b"OK" => Ok(Reply::Ok),
         (Kind::Beat, Frame::Simple(t) | Frame::Bulk(t)) if t.as_ref() == b"OK" => {
@@ -659,6 +694,45 @@ fn decode_reply(kind: Kind, frame: Frame) -> Result<Reply, String> {
         }
         (_, other) => Err(describe(&other)),
     }
+}
+
+/// FETCH's reply for a bulk body: no job for `$0`, else the job, or what is known of a payload
+/// that does not decode (`raw` gives its bytes).
+fn job_reply(body: &[u8], raw: impl FnOnce() -> Bytes) -> Reply {
+    if body.is_empty() {
+        return Reply::Job(None);
+    }
+    match serde_json::from_slice::<Job>(body) {
+        Ok(job) => Reply::Job(Some(Box::new(job))),
+        Err(e) => Reply::UndecodableJob {
+            jid: extract_jid(body),
+            error: e.to_string(),
+            raw: raw(),
+        },
+    }
+}
+
+/// A complete bulk frame `$<n>\r\n<n bytes>\r\n` at the start of `data`, in the plainest form
+/// (1 to 19 digits, `n <= max`): its body and its whole length. `None` for anything else,
+/// which the decoder then handles (and rejects where it must) whatever the chunking.
+fn complete_bulk(data: &[u8], max: usize) -> Option<(&[u8], usize)> {
+    let rest = data.strip_prefix(b"$")?;
+    let digits = rest.iter().take(20).position(|b| !b.is_ascii_digit())?;
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let n = rest.get(..digits)?.iter().try_fold(0usize, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })?;
+    if n > max {
+        return None;
+    }
+    let after = rest.get(digits..)?.strip_prefix(b"\r\n")?;
+    let body = after.get(..n)?;
+    if after.get(n..n.checked_add(2)?)? != b"\r\n" {
+        return None;
+    }
+    Some((body, 1 + digits + 2 + n + 2))
 }
 
 /// The `jid` of a job payload that does not decode as a [`Job`], if it has one.
@@ -1008,6 +1082,65 @@ mod tests {
             c.is_ready(),
             "an undecodable job does not poison the connection"
         );
+    }
+
+    #[test]
+    fn fetch_replies_decode_the_same_in_place_and_buffered() {
+        let now = Instant::now();
+        let job = br#"{"jid":"abcdefgh","jobtype":"X","args":[1]}"#;
+        let bad = br#"{"jid":"abcdefgi","jobtype":"X","args":{}}"#;
+        let mut input = Vec::new();
+        input.extend_from_slice(format!("${}\r\n", job.len()).as_bytes());
+        input.extend_from_slice(job);
+        input.extend_from_slice(format!("\r\n$0{}\r\n", bad.len()).as_bytes());
+        input.extend_from_slice(bad);
+        input.extend_from_slice(b"\r\n$0\r\n\r\n$-1\r\n$2\r\n{}\r\n");
+        let run = |chunks: &[&[u8]]| {
+            let mut c = ready(now);
+            for _ in 0..4 {
+                c.send(&fetch(), now).unwrap();
+            }
+            c.send(&Command::Info, now).unwrap();
+            for chunk in chunks {
+                c.handle_input(chunk, now);
+            }
+            events(&mut c)
+        };
+        let whole = run(&[&input]);
+        let (a, b) = input.split_at(input.len() - 7);
+        assert_eq!(run(&[a, b]), whole);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(&bytes), whole);
+        assert_eq!(whole.len(), 5);
+        assert!(
+            matches!(&whole[0], Event::Reply { result: Ok(Reply::Job(Some(j))), .. } if j.jid == "abcdefgh")
+        );
+        assert!(matches!(
+            &whole[1],
+            Event::Reply { result: Ok(Reply::UndecodableJob { jid: Some(jid), raw, .. }), .. }
+                if jid == "abcdefgi" && raw == &bad[..]
+        ));
+        assert!(matches!(
+            &whole[2],
+            Event::Reply {
+                result: Ok(Reply::Job(None)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &whole[3],
+            Event::Reply {
+                result: Ok(Reply::Job(None)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &whole[4],
+            Event::Reply {
+                result: Ok(Reply::Json(_)),
+                ..
+            }
+        ));
     }
 
     #[test]
