@@ -1,9 +1,61 @@
 //! # faktory-blocking
 //!
-//! Faktory `Client` and `Worker` on `std::net` and threads, with no async runtime. All protocol and
-//! worker decisions come from [`faktory_proto`].
+//! Faktory `Client` and `Worker` on `std::net` sockets and threads, with TLS (rustls), and no async
+//! runtime anywhere in the dependency tree. The API is `faktory-tokio`'s, as blocking calls. All
+//! protocol and worker decisions come from [`faktory_proto`]; this crate moves bytes, waits until
+//! deadlines and runs handlers on threads.
 //!
-//! Status: not yet implemented (see the project's issue list).
+//! ```no_run
+//! # fn demo() -> Result<(), faktory_blocking::Error> {
+//! use faktory_blocking::{Client, Job};
+//!
+//! // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
+//! let client = Client::connect()?;
+//! client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?)?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Threads
+//!
+//! - A [`Client`] has one I/O thread that owns its connection and one reader thread per socket;
+//!   callers on any number of threads hand it requests over a channel and block on their own reply
+//!   channel, so concurrent calls are pipelined on one connection.
+//! - A [`Worker`] runs its engine on the thread that calls [`Worker::run`], one reader thread per
+//!   connection (the engine opens a few: see `faktory_proto::worker`), and at most `concurrency`
+//!   handler threads. Stop it with a [`ShutdownHandle`].
+//!
+//! ## Sockets
+//!
+//! TCP_NODELAY is set on every socket; connects are bounded by the connect timeout, writes by the
+//! request timeout, replies by the protocol machine's deadlines. TCP keepalive is not enabled:
+//! `std::net` has no setter for it, and this crate takes no socket crate for one option; a dead
+//! server is noticed by the reply timeout of the next request (clients), or within one FETCH/BEAT
+//! round (workers talk to the server every few seconds).
 #![forbid(unsafe_code)]
 
+mod client;
+mod driver;
+mod error;
+mod handler;
+mod shutdown;
+mod transport;
+mod worker;
+
+pub use client::{Client, ClientBuilder};
+pub use error::Error;
+pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+pub use handler::{BoxError, CancellationToken, JobContext};
+pub use shutdown::ShutdownHandle;
+pub use transport::Stream;
+#[cfg(feature = "tls")]
+pub use transport::TlsConfig;
+pub use worker::{Worker, WorkerBuilder};
+
 pub use faktory_proto as proto;
+pub use faktory_proto::command::{
+    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+};
+pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
+#[cfg(feature = "tls")]
+pub use rustls;

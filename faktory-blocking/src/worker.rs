@@ -1,0 +1,716 @@
+//! The worker: runs registered handlers for fetched jobs on a pool of threads, driven by
+//! `faktory_proto::worker`.
+//!
+//! Every decision (connections, FETCH scheduling, BEAT, quiet/terminate, shutdown, reconnects,
+//! re-sending unconfirmed ACK/FAIL) is the engine's. This module opens sockets, moves bytes, waits
+//! until the engine's deadline and runs handlers:
+//!
+//! - `run()` turns the calling thread into the engine thread. It waits on one `std::sync::mpsc`
+//!   channel with `recv_timeout(until the engine's deadline)`; everything the engine reacts to
+//!   arrives there: bytes, EOF and errors from the sockets, finished jobs, the shutdown handle.
+//! - Each connection gets a thread that connects (TCP, TLS) and then reads the socket, forwarding
+//!   what it reads to the channel. The engine thread writes to the sockets itself (requests are
+//!   small, each socket has a write timeout), after grouping the engine's output per connection.
+//! - Jobs run on a pool of at most `concurrency` threads, started as needed and fed by a channel;
+//!   each reports its outcome to the engine's channel. Panics are caught with `catch_unwind`.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use faktory_proto::config::ServerUrl;
+use faktory_proto::handshake::Password;
+use faktory_proto::job::Job;
+use faktory_proto::ops;
+use faktory_proto::worker::{
+    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
+};
+
+use crate::error::Error;
+use crate::handler::{
+    BoxError, CancellationToken, Handler, JobContext, erase, lock, run_to_outcome,
+};
+use crate::shutdown::ShutdownHandle;
+use crate::transport::{ReadEvent, Target, Writer};
+
+/// Configures a [`Worker`]: handlers, concurrency, queues, shutdown.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), faktory_blocking::Error> {
+/// use faktory_blocking::{Job, ShutdownHandle, Worker};
+///
+/// let stop = ShutdownHandle::new();
+/// let worker = Worker::builder()
+///     .register("SendEmail", |job: Job| {
+///         let (to,): (String,) = job.args_as()?;
+///         println!("sending to {to}");
+///         Ok::<(), faktory_blocking::BoxError>(())
+///     })
+///     .concurrency(20)
+///     .queues(["critical", "default"])
+///     .shutdown_signal(stop.clone()) // call stop.shutdown() from a signal handler
+///     .build()?;
+/// let report = worker.run();
+/// println!("stopped: {:?}", report.reason);
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct WorkerBuilder {
+    config: WorkerConfig,
+    handlers: HashMap<String, Arc<Handler>>,
+    url: Option<ServerUrl>,
+    password: Option<Password>,
+    connect_timeout: Duration,
+    shutdown: Option<ShutdownHandle>,
+    #[cfg(feature = "tls")]
+    tls: crate::transport::TlsConfig,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .field("jobtypes", &self.handlers.keys().collect::<Vec<_>>())
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerBuilder {
+    /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
+    /// grace period) and the server from the environment.
+    pub fn new() -> Self {
+        let mut config = WorkerConfig::default();
+        config.pid = Some(std::process::id());
+        config.hostname = hostname();
+        WorkerBuilder {
+            config,
+            handlers: HashMap::new(),
+            url: None,
+            password: None,
+            connect_timeout: Duration::from_secs(10),
+            shutdown: None,
+            #[cfg(feature = "tls")]
+            tls: crate::transport::TlsConfig::default(),
+        }
+    }
+
+    /// Registers a handler for `jobtype`. It runs on one of the worker's threads; its error becomes
+    /// a FAIL with the error's type name, message and source chain; a panic becomes a FAIL with
+    /// errtype `panic`.
+    pub fn register<F, E>(self, jobtype: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.register_with_context(jobtype, move |job, _ctx| handler(job))
+    }
+
+    /// Registers a handler that also gets a [`JobContext`] (jid, custom fields, and a cancellation
+    /// token that is set when the worker gives up on the job).
+    pub fn register_with_context<F, E>(mut self, jobtype: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.handlers.insert(jobtype.into(), erase(handler));
+        self
+    }
+
+    /// The same as [`WorkerBuilder::register_with_context`] (every handler is blocking here); the
+    /// name matches `faktory-tokio`'s, so code moves between the two unchanged.
+    pub fn register_blocking<F, E>(self, jobtype: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.register_with_context(jobtype, handler)
+    }
+
+    /// How many jobs run at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n;
+        self
+    }
+
+    /// Fetch from these queues in strict priority order.
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.queues = Queues::strict(queues);
+        self
+    }
+
+    /// Fetch from these queues in a random order weighted per FETCH.
+    pub fn weighted_queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        self.config.queues = Queues::weighted(queues);
+        self
+    }
+
+    /// Labels shown on the Web UI's Busy page.
+    pub fn labels<I, S>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Hostname shown on the Busy page (default: this machine's).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.config.hostname = Some(hostname.into());
+        self
+    }
+
+    /// The worker id (default: a random one per worker).
+    pub fn wid(mut self, wid: impl Into<String>) -> Self {
+        self.config.wid = Some(wid.into());
+        self
+    }
+
+    /// How long running jobs may finish after terminate or shutdown (default 25 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// BEAT interval (default 15 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// Stop the worker through this handle: [`ShutdownHandle::shutdown`] shuts down gracefully,
+    /// [`ShutdownHandle::shutdown_now`] ends the grace period at once. Wire your signal handler
+    /// (e.g. the `ctrlc` crate's) to it. Without this, [`Worker::shutdown_handle`] gives the
+    /// worker's own handle.
+    pub fn shutdown_signal(mut self, handle: ShutdownHandle) -> Self {
+        self.shutdown = Some(handle);
+        self
+    }
+
+    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
+    pub fn url(mut self, url: &str) -> Result<Self, Error> {
+        self.url = Some(ServerUrl::parse(url)?);
+        Ok(self)
+    }
+
+    /// The password (overrides one in the URL).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Password::new(password));
+        self
+    }
+
+    /// TCP, TLS and handshake timeout per connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How certificates are verified on `tcp+tls://` (webpki roots by default).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::transport::TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
+    pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Validates the configuration and builds the worker (no connection is made yet).
+    pub fn build(self) -> Result<Worker, Error> {
+        let url = match self.url {
+            Some(u) => u,
+            None => ServerUrl::from_env_with(|k| std::env::var(k).ok())?,
+        };
+        let mut config = self.config;
+        config.client.password = self.password.or_else(|| url.password.clone());
+        if config.client.username.is_none() {
+            config.client.username = url.username.clone();
+        }
+        config.client.handshake_timeout = self.connect_timeout;
+        let write_timeout = config.client.reply_timeout.max(Duration::from_secs(1));
+        let concurrency = config.concurrency;
+        let engine = engine::Worker::new(config, Instant::now()).map_err(Error::WorkerConfig)?;
+        let target = Target {
+            host: url.host.clone(),
+            port: url.port,
+            tls: url.tls,
+            #[cfg(feature = "tls")]
+            tls_config: self.tls,
+            connect_timeout: self.connect_timeout,
+        };
+        Ok(Worker {
+            engine,
+            handlers: Arc::new(self.handlers),
+            target: Arc::new(target),
+            shutdown: self.shutdown.unwrap_or_default(),
+            concurrency,
+            write_timeout,
+        })
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+fn read_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| ops::rss_kb_from_proc_status(&s))
+}
+
+/// A Faktory worker process.
+pub struct Worker {
+    engine: engine::Worker,
+    handlers: Arc<HashMap<String, Arc<Handler>>>,
+    target: Arc<Target>,
+    shutdown: ShutdownHandle,
+    concurrency: usize,
+    write_timeout: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("wid", &self.engine.wid())
+            .field("lifecycle", &self.engine.lifecycle())
+            .finish()
+    }
+}
+
+/// What the engine thread reacts to.
+pub(crate) enum Msg {
+    Connected(ConnId, Result<Writer, io::Error>),
+    Input(ConnId, Bytes),
+    Eof(ConnId),
+    IoError(ConnId, io::Error),
+    JobDone(JobToken, Outcome),
+    Shutdown { now: bool },
+}
+
+enum ConnState {
+    /// Its thread is connecting; set the flag to have the socket closed once it is connected.
+    Connecting(Arc<AtomicBool>),
+    Open(Writer),
+}
+
+/// The most messages handled before the engine's output is written again.
+const BATCH: usize = 512;
+/// How often the resident memory is read for BEAT.
+const RSS_EVERY: Duration = Duration::from_secs(5);
+
+impl Worker {
+    /// A [`WorkerBuilder`].
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::new()
+    }
+
+    /// This worker's id.
+    pub fn wid(&self) -> &str {
+        self.engine.wid()
+    }
+
+    /// The handle that stops this worker (the one given to [`WorkerBuilder::shutdown_signal`], or
+    /// the worker's own). Clone it into a signal handler or another thread before calling
+    /// [`Worker::run`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Runs on the calling thread until the shutdown handle fires, the server says terminate, or
+    /// the server refuses the worker for good; returns why, with any outcome the server did not
+    /// confirm. It never exits the process. A handler still running when it returns (one that
+    /// ignored its cancellation token) keeps its thread until it returns; its outcome is dropped.
+    pub fn run(mut self) -> StopReport {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let mut conns: HashMap<ConnId, ConnState> = HashMap::new();
+        let mut jobs: HashMap<JobToken, CancellationToken> = HashMap::new();
+        let mut pool = Pool::new(self.concurrency, tx.clone());
+        let mut out: Vec<(ConnId, BytesMut)> = Vec::new();
+        let mut next_rss = Instant::now();
+        tracing::info!(wid = %self.engine.wid(), server = %self.target.authority(), "faktory worker starting");
+        match self.shutdown.register(tx.clone()) {
+            0 => {}
+            1 => self.engine.shutdown(Instant::now()),
+            _ => self.engine.shutdown_now(Instant::now()),
+        }
+        loop {
+            // 1. Write everything the engine queued, grouped per connection, before its events.
+            while let Some((conn, bytes)) = self.engine.poll_transmit() {
+                match out.iter_mut().find(|(c, _)| *c == conn) {
+                    Some((_, buf)) => buf.extend_from_slice(&bytes),
+                    None => out.push((conn, BytesMut::from(&bytes[..]))),
+                }
+            }
+            let mut write_failed = false;
+            for (conn, bytes) in out.drain(..) {
+                let Some(ConnState::Open(writer)) = conns.get_mut(&conn) else {
+                    continue;
+                };
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    tracing::trace!(conn = conn.0, wire = %ops::wire_for_log(&bytes), "faktory send");
+                }
+                if let Err(e) = writer.write_all(&bytes) {
+                    self.engine.handle_io_error(conn, &e, Instant::now());
+                    write_failed = true;
+                }
+            }
+            if write_failed {
+                continue;
+            }
+            // 2. Events.
+            while let Some(event) = self.engine.poll_event() {
+                match event {
+                    Event::OpenConnection(conn) => {
+                        let cancelled = Arc::new(AtomicBool::new(false));
+                        match open_connection(
+                            conn,
+                            Arc::clone(&self.target),
+                            tx.clone(),
+                            Arc::clone(&cancelled),
+                            self.write_timeout,
+                        ) {
+                            Ok(()) => {
+                                conns.insert(conn, ConnState::Connecting(cancelled));
+                            }
+                            Err(e) => {
+                                conns.insert(conn, ConnState::Connecting(cancelled));
+                                let _ = tx.send(Msg::Connected(conn, Err(e)));
+                            }
+                        }
+                    }
+                    Event::CloseConnection(conn) => match conns.remove(&conn) {
+                        Some(ConnState::Open(writer)) => writer.close(),
+                        Some(ConnState::Connecting(cancelled)) => {
+                            cancelled.store(true, Ordering::Release);
+                        }
+                        None => {}
+                    },
+                    Event::RunJob { token, job } => {
+                        let cancel = CancellationToken::new();
+                        let ctx = JobContext::new(&job, cancel.clone());
+                        let handler = self.handlers.get(&job.jobtype).cloned();
+                        pool.run(Task {
+                            token,
+                            job: *job,
+                            ctx,
+                            handler,
+                        });
+                        jobs.insert(token, cancel);
+                    }
+                    Event::CancelJob(token) => {
+                        if let Some(c) = jobs.remove(&token) {
+                            c.cancel();
+                        }
+                    }
+                    Event::JobConfirmed {
+                        token,
+                        jid,
+                        confirmation,
+                    } => {
+                        tracing::debug!(jid = %jid, ?confirmation, "faktory job outcome confirmed");
+                        jobs.remove(&token);
+                    }
+                    Event::JobSkipped { jid, reason, .. } => {
+                        tracing::warn!(jid = ?jid, ?reason, "faktory job skipped");
+                    }
+                    Event::ConnectionFailed { conn, error } => {
+                        tracing::warn!(conn = conn.0, %error, "faktory connection failed");
+                    }
+                    Event::CommandFailed {
+                        conn,
+                        command,
+                        error,
+                    } => {
+                        tracing::warn!(conn = conn.0, command, %error, "faktory command failed");
+                    }
+                    Event::StateChanged(state) => {
+                        tracing::info!(?state, "faktory worker lifecycle");
+                    }
+                    Event::Stopped(report) => {
+                        for (_, c) in conns.drain() {
+                            match c {
+                                ConnState::Open(writer) => writer.close(),
+                                ConnState::Connecting(cancelled) => {
+                                    cancelled.store(true, Ordering::Release);
+                                }
+                            }
+                        }
+                        for (_, c) in jobs.drain() {
+                            c.cancel();
+                        }
+                        tracing::info!(reason = ?report.reason, clean = report.is_clean(), "faktory worker stopped");
+                        return report;
+                    }
+                    _ => {}
+                }
+            }
+            // 3. Wait for the first message or the deadline, then take what else is waiting.
+            let now = Instant::now();
+            if now >= next_rss {
+                if let Some(kb) = read_rss_kb() {
+                    self.engine.set_rss_kb(kb);
+                }
+                next_rss = now + RSS_EVERY;
+            }
+            let first = match self.engine.poll_timeout() {
+                Some(deadline) if deadline <= now => {
+                    self.engine.handle_timeout(now);
+                    continue;
+                }
+                Some(deadline) => rx.recv_timeout(deadline - now),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let mut next = match first {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.engine.handle_timeout(Instant::now());
+                    continue;
+                }
+                // Unreachable while this thread holds `tx`; stop waiting all the same.
+                Err(RecvTimeoutError::Disconnected) => None,
+            };
+            let mut handled = 0;
+            while let Some(msg) = next.take() {
+                self.handle(msg, &mut conns, &mut pool);
+                handled += 1;
+                if handled < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let now = Instant::now();
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg, conns: &mut HashMap<ConnId, ConnState>, pool: &mut Pool) {
+        let now = Instant::now();
+        match msg {
+            Msg::Connected(conn, result) => match (conns.get_mut(&conn), result) {
+                (Some(state @ ConnState::Connecting(_)), Ok(writer)) => {
+                    *state = ConnState::Open(writer);
+                    tracing::debug!(conn = conn.0, "faktory socket connected");
+                    self.engine.handle_connected(conn, now);
+                }
+                (Some(ConnState::Connecting(_)), Err(e)) => {
+                    self.engine.handle_connect_failed(conn, &e, now);
+                }
+                // Closed meanwhile: drop the socket (its writer shuts it down).
+                _ => {}
+            },
+            Msg::Input(conn, bytes) => {
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    tracing::trace!(conn = conn.0, wire = %ops::wire_for_log(&bytes), "faktory recv");
+                }
+                if conns.contains_key(&conn) {
+                    self.engine.handle_input(conn, &bytes, now);
+                }
+            }
+            Msg::Eof(conn) => {
+                if conns.contains_key(&conn) {
+                    self.engine.handle_eof(conn, now);
+                }
+            }
+            Msg::IoError(conn, e) => {
+                if conns.contains_key(&conn) {
+                    self.engine.handle_io_error(conn, &e, now);
+                }
+            }
+            Msg::JobDone(token, outcome) => {
+                pool.finished();
+                self.engine.handle_job_finished(token, outcome, now);
+            }
+            Msg::Shutdown { now: false } => {
+                tracing::info!("faktory worker shutting down");
+                self.engine.shutdown(now);
+            }
+            Msg::Shutdown { now: true } => {
+                tracing::info!("faktory worker shutting down now");
+                self.engine.shutdown_now(now);
+            }
+        }
+    }
+}
+
+/// Connects socket `conn` on a thread of its own, hands the write half to the engine thread, then
+/// reads the socket until EOF, an error, or the engine thread shutting it down.
+fn open_connection(
+    conn: ConnId,
+    target: Arc<Target>,
+    tx: Sender<Msg>,
+    cancelled: Arc<AtomicBool>,
+    write_timeout: Duration,
+) -> Result<(), io::Error> {
+    std::thread::Builder::new()
+        .name(format!("faktory-conn-{}", conn.0))
+        .spawn(move || {
+            let deadline = Instant::now() + target.connect_timeout;
+            let opened = match target.open(deadline) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Msg::Connected(conn, Err(to_io(e))));
+                    return;
+                }
+            };
+            if cancelled.load(Ordering::Acquire) {
+                return;
+            }
+            let (reader, writer) = match opened.split() {
+                Ok(halves) => halves,
+                Err(_) => {
+                    let e = io::Error::other("could not split the socket");
+                    let _ = tx.send(Msg::Connected(conn, Err(e)));
+                    return;
+                }
+            };
+            writer.set_write_timeout(Some(write_timeout));
+            if tx.send(Msg::Connected(conn, Ok(writer))).is_err() {
+                return;
+            }
+            crate::transport::read_loop(reader, |event| {
+                let msg = match event {
+                    ReadEvent::Data(b) => Msg::Input(conn, b),
+                    ReadEvent::Eof => Msg::Eof(conn),
+                    ReadEvent::Error(e) => Msg::IoError(conn, e),
+                };
+                tx.send(msg).is_ok()
+            });
+        })
+        .map(|_| ())
+}
+
+fn to_io(e: Error) -> io::Error {
+    match e {
+        Error::Connect { source, .. } => source,
+        Error::Io(e) => e,
+        Error::ConnectTimeout(addr) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connecting to {addr} timed out"),
+        ),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// One job for the pool.
+struct Task {
+    token: JobToken,
+    job: Job,
+    ctx: JobContext,
+    handler: Option<Arc<Handler>>,
+}
+
+/// At most `max` handler threads, started as needed, taking tasks from one channel.
+struct Pool {
+    tasks: Sender<Task>,
+    queue: Arc<Mutex<Receiver<Task>>>,
+    done: Sender<Msg>,
+    spawned: usize,
+    busy: usize,
+    max: usize,
+}
+
+impl Pool {
+    fn new(max: usize, done: Sender<Msg>) -> Self {
+        let (tasks, queue) = mpsc::channel();
+        Pool {
+            tasks,
+            queue: Arc::new(Mutex::new(queue)),
+            done,
+            spawned: 0,
+            busy: 0,
+            max,
+        }
+    }
+
+    fn run(&mut self, task: Task) {
+        if self.busy >= self.spawned && self.spawned < self.max {
+            let queue = Arc::clone(&self.queue);
+            let done = self.done.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("faktory-job-{}", self.spawned))
+                .spawn(move || handler_thread(&queue, &done));
+            match spawned {
+                Ok(_) => self.spawned += 1,
+                Err(e) if self.spawned == 0 => {
+                    tracing::error!(error = %e, "cannot start a handler thread");
+                    let outcome = Outcome::failed("ThreadSpawn", e.to_string());
+                    let _ = self.done.send(Msg::JobDone(task.token, outcome));
+                    self.busy += 1;
+                    return;
+                }
+                // The task waits for one of the running threads.
+                Err(e) => tracing::warn!(error = %e, "cannot start another handler thread"),
+            }
+        }
+        self.busy += 1;
+        if let Err(mpsc::SendError(task)) = self.tasks.send(task) {
+            // Unreachable: the pool holds the receiver.
+            let _ = self.done.send(Msg::JobDone(
+                task.token,
+                Outcome::failed("Internal", "handler pool is gone"),
+            ));
+        }
+    }
+
+    fn finished(&mut self) {
+        self.busy = self.busy.saturating_sub(1);
+    }
+}
+
+fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>) {
+    loop {
+        let task = lock(queue).recv();
+        let Ok(Task {
+            token,
+            job,
+            ctx,
+            handler,
+        }) = task
+        else {
+            return;
+        };
+        let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
+        let outcome = span.in_scope(|| {
+            let outcome = match handler {
+                Some(h) => run_to_outcome(&*h, job, ctx),
+                None => ops::unknown_jobtype_outcome(&job.jobtype),
+            };
+            match &outcome {
+                Outcome::Ok => tracing::debug!("job succeeded"),
+                other => tracing::warn!(outcome = ?other, "job failed"),
+            }
+            outcome
+        });
+        if done.send(Msg::JobDone(token, outcome)).is_err() {
+            return;
+        }
+    }
+}
