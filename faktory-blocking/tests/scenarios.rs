@@ -413,7 +413,8 @@ fn password_server() {
 
 #[test]
 fn tls_server() {
-    let kit = Kit::start_with(TestServer::builder());
+    // A short FETCH block: the worker below waits for its FETCHes' replies when it shuts down.
+    let kit = Kit::start();
     let (proxy, cert) = support::tls_proxy(kit.addr());
     let mut roots = faktory_blocking::rustls::RootCertStore::empty();
     roots.add(cert.into()).unwrap();
@@ -939,4 +940,202 @@ fn server_restarting_mid_run_loses_no_ack() {
         return;
     }
     jobs_survive(FaultKind::Restart);
+}
+
+// -------------------------------------------------------------------------------------------------
+// blocking-only scenarios: user-supplied streams, close and drop, the shutdown handle
+
+#[test]
+fn handles_are_shareable_across_threads() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn sendable<T: Send + 'static>() {}
+    shareable::<Client>();
+    shareable::<faktory_blocking::ShutdownHandle>();
+    shareable::<CancellationToken>();
+    shareable::<faktory_blocking::JobContext>();
+    sendable::<Worker>();
+    sendable::<Error>();
+}
+
+/// A stream the client cannot split: it is read on the I/O thread, only while replies are due.
+struct Opaque(std::net::TcpStream);
+
+impl std::io::Read for Opaque {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl std::io::Write for Opaque {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn client_over_a_user_stream_pipelines_and_cannot_reconnect() {
+    let Some(kit) = Server::kit_only("client_over_a_user_stream_pipelines_and_cannot_reconnect")
+    else {
+        return;
+    };
+    let queue = unique_queue("userstream");
+    let tcp = std::net::TcpStream::connect(kit.addr()).unwrap();
+    let c = Client::builder()
+        .request_timeout(Duration::from_secs(5))
+        .connect_with_stream(Opaque(tcp))
+        .unwrap();
+    let threads: Vec<_> = (0..20)
+        .map(|t| {
+            let (c, q) = (c.clone(), queue.clone());
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    c.push(Job::builder("U").args((t, i)).queue(&q).build().unwrap())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(kit.queue(&queue).len(), 100);
+    assert_eq!(c.info().unwrap().faktory.queues.get(&queue), Some(&100));
+    assert_eq!(kit.connection_count(), 1, "one connection, pipelined");
+
+    // The server drops it: the next call fails (the stream was read only while replies were due,
+    // so the EOF is seen with this call), and nothing reconnects a user's stream.
+    assert_eq!(kit.drop_all_connections(), 1);
+    assert!(eventually(LONG, || kit.connection_count() == 0));
+    let c2 = c.clone();
+    let err = within(Duration::from_secs(10), move || c2.info()).unwrap_err();
+    assert!(
+        matches!(err, Error::OutcomeUnknown { .. } | Error::Connection(_)),
+        "{err:?}"
+    );
+    let err = within(Duration::from_secs(10), move || c.info()).unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+}
+
+#[test]
+fn client_over_a_user_tcp_stream_is_full_duplex() {
+    let Some(kit) = Server::kit_only("client_over_a_user_tcp_stream_is_full_duplex") else {
+        return;
+    };
+    let queue = unique_queue("usertcp");
+    let tcp = std::net::TcpStream::connect(kit.addr()).unwrap();
+    let c = Client::builder().connect_with_stream(tcp).unwrap();
+    c.push(Job::builder("T").queue(&queue).build().unwrap())
+        .unwrap();
+    assert_eq!(kit.queue(&queue).len(), 1);
+    // Its reader thread reports the server's close while the client is idle: the next call knows
+    // the connection is gone and, with no way to reopen it, fails without sending anything.
+    assert_eq!(kit.drop_all_connections(), 1);
+    assert!(eventually(LONG, || kit.connection_count() == 0));
+    let err = c
+        .push(Job::builder("T").queue(&queue).build().unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connection(_) | Error::OutcomeUnknown { .. }),
+        "{err:?}"
+    );
+    assert_eq!(kit.queue(&queue).len(), 1);
+}
+
+#[test]
+fn close_says_end_and_later_calls_fail() {
+    let Some(kit) = Server::kit_only("close_says_end_and_later_calls_fail") else {
+        return;
+    };
+    let c = Client::connect_to(&kit.url()).unwrap();
+    let other = c.clone();
+    c.info().unwrap();
+    assert_eq!(kit.connection_count(), 1);
+    c.close().unwrap();
+    assert!(eventually(LONG, || kit.connection_count() == 0));
+    assert!(matches!(c.info(), Err(Error::Closed)));
+    assert!(matches!(other.info(), Err(Error::Closed)), "clones too");
+    assert!(matches!(c.close(), Err(Error::Closed)));
+}
+
+#[test]
+fn dropping_the_last_client_says_end() {
+    let Some(kit) = Server::kit_only("dropping_the_last_client_says_end") else {
+        return;
+    };
+    let c = Client::connect_to(&kit.url()).unwrap();
+    let other = c.clone();
+    c.info().unwrap();
+    drop(c);
+    other.info().unwrap();
+    assert_eq!(kit.connection_count(), 1, "a clone keeps the connection");
+    drop(other);
+    assert!(
+        eventually(LONG, || kit.connection_count() == 0),
+        "the I/O thread said END and closed"
+    );
+}
+
+#[test]
+fn shutdown_before_run_stops_at_once() {
+    let Some(kit) = Server::kit_only("shutdown_before_run_stops_at_once") else {
+        return;
+    };
+    let queue = unique_queue("early");
+    let stop = ShutdownHandle::new();
+    stop.shutdown();
+    let worker = worker_builder(&kit.url(), &queue)
+        .register("E", |_job: Job| Ok::<(), BoxError>(()))
+        .shutdown_signal(stop)
+        .build()
+        .unwrap();
+    let report = join_within(spawn_worker(worker), LONG);
+    assert_eq!(report.reason, StopReason::Shutdown);
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn shutdown_now_cancels_running_jobs_without_the_grace_period() {
+    let Some(kit) = Server::kit_only("shutdown_now_cancels_running_jobs_without_the_grace_period")
+    else {
+        return;
+    };
+    let queue = unique_queue("now");
+    let started = CancellationToken::new();
+    let release = CancellationToken::new();
+    let (started2, release2) = (started.clone(), release.clone());
+    let worker = worker_builder(&kit.url(), &queue)
+        // Longer than `join_within` waits: only `shutdown_now` can end it in time.
+        .grace_period(Duration::from_secs(120))
+        .register_with_context(
+            "Long",
+            move |_job: Job, ctx: faktory_blocking::JobContext| {
+                started2.cancel();
+                ctx.cancellation().wait();
+                release2.wait_timeout(LONG);
+                Ok::<(), BoxError>(())
+            },
+        )
+        .build()
+        .unwrap();
+    let stop = worker.shutdown_handle();
+    let job = Job::builder("Long").queue(&queue).build().unwrap();
+    kit.push(job.clone()).unwrap();
+    let run = spawn_worker(worker);
+    assert!(started.wait_timeout(LONG), "the job started");
+    stop.shutdown();
+    stop.shutdown_now();
+    let report = join_within(run, LONG);
+    assert_eq!(report.reason, StopReason::Shutdown);
+    assert!(report.is_clean(), "{report:?}");
+    let f = kit
+        .failures()
+        .into_iter()
+        .find(|f| f.jid == job.jid)
+        .expect("FAILed");
+    assert_eq!(f.errtype, "Shutdown");
+    release.cancel();
 }
