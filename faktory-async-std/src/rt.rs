@@ -175,3 +175,46 @@ pub(crate) async fn timeout_at<F: Future>(
 pub(crate) async fn timeout<F: Future>(d: Duration, fut: F) -> Result<F::Output, Elapsed> {
     timeout_at(deadline_after(d), fut).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_wakes_every_waiter_and_stays_fired() {
+        let token = CancellationToken::new();
+        assert!(!token.is_cancelled());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let t = token.clone();
+                std::thread::spawn(move || future::block_on(t.cancelled_owned()))
+            })
+            .collect();
+        token.cancel();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert!(token.is_cancelled());
+        // Later waits return at once; cancelling again is harmless.
+        token.cancel();
+        future::block_on(token.cancelled());
+    }
+
+    #[test]
+    fn timeout_expires_only_when_the_future_is_late() {
+        let fast = future::block_on(timeout(Duration::from_secs(60), async { 7 }));
+        assert!(matches!(fast, Ok(7)));
+        let slow = future::block_on(timeout(Duration::from_millis(1), future::pending::<()>()));
+        assert!(slow.is_err());
+        assert!(deadline_after(Duration::MAX).is_none(), "no overflow panic");
+    }
+
+    #[test]
+    fn spawner_runs_tasks() {
+        let (tx, rx) = async_channel::bounded(1);
+        Spawner::global().spawn(async move {
+            let _ = tx.send(42).await;
+        });
+        assert_eq!(future::block_on(rx.recv()).unwrap(), 42);
+    }
+}

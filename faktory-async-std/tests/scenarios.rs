@@ -437,6 +437,54 @@ async fn garbage_server_gives_a_typed_error_not_a_hang<R: Rt>() {
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
 }
 
+/// Not in the tokio list: the client over streams the user opened (async-std's and smol's own TCP
+/// streams, both futures-io), `close()` and dropping the last handle both ending the connection.
+async fn connect_with_stream_close_and_drop<R: Rt>() {
+    let Some(kit) = Server::kit_only("connect_with_stream_close_and_drop").await else {
+        return;
+    };
+    let queue = unique_queue("stream");
+    let on_async_std = async_std::net::TcpStream::connect(kit.addr())
+        .await
+        .unwrap();
+    let a = Client::builder()
+        .spawner(R::spawner())
+        .connect_with_stream(on_async_std)
+        .await
+        .unwrap();
+    let on_smol = smol::net::TcpStream::connect(kit.addr()).await.unwrap();
+    let b = Client::builder()
+        .spawner(R::spawner())
+        .connect_with_stream(on_smol)
+        .await
+        .unwrap();
+    a.push(Job::builder("S").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
+    b.push(Job::builder("S").queue(&queue).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kit.queue(&queue).len(), 2);
+    assert_eq!(kit.connection_count(), 2);
+
+    a.close().await.unwrap();
+    let err = a.info().await.unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || kit.connection_count() == 1).await,
+        "close() sent END"
+    );
+
+    let b2 = b.clone();
+    drop(b);
+    b2.info().await.expect("a clone keeps the connection");
+    drop(b2);
+    assert!(
+        eventually(Duration::from_secs(5), || kit.connection_count() == 0).await,
+        "dropping the last handle sent END"
+    );
+}
+
 // -------------------------------------------------------------------------------------------------
 // worker scenarios
 
@@ -962,6 +1010,8 @@ scenarios!(
     local_shutdown_fails_a_job_past_the_grace_period,
     server_dropping_connections_mid_run_loses_no_ack,
     server_restarting_mid_run_loses_no_ack,
+    // not in the tokio list
+    connect_with_stream_close_and_drop,
 );
 
 /// The tokio adapter's scenario list is the reference: every `#[tokio::test]` there must run here
