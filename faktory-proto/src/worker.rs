@@ -397,6 +397,9 @@ struct Conn {
     requests: VecDeque<(RequestId, Req)>,
     fetches: usize,
     fetch_paused_until: Option<Instant>,
+    /// Its last FETCH came back empty: the queues look idle, so it keeps a single FETCH outstanding
+    /// (each one may block 2 s, and shutdown waits for every one) until a FETCH brings a job again.
+    idle: bool,
     /// Input, a timeout or a send reached it since its events and bytes were last collected.
     touched: bool,
 }
@@ -876,6 +879,7 @@ impl Worker {
             requests: VecDeque::new(),
             fetches: 0,
             fetch_paused_until: None,
+            idle: false,
             touched: true,
         });
         if let Some(slot) = self.slot_mut(role) {
@@ -966,6 +970,9 @@ impl Worker {
     }
 
     fn on_fetch_reply(&mut self, conn: ConnId, result: Result<Reply, ServerError>, now: Instant) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.idle = matches!(result, Ok(Reply::Job(None)));
+        }
         match result {
             Ok(Reply::Job(Some(job))) => self.on_fetched(job, now),
             Ok(Reply::UndecodableJob { jid, error, .. }) => {
@@ -1432,7 +1439,12 @@ impl Worker {
         for (i, c) in self.conns.iter().enumerate() {
             if !c.ready
                 || !matches!(c.role, Role::Fetch(_))
-                || c.fetches >= self.fetches_per_connection
+                || c.fetches
+                    >= if c.idle {
+                        1
+                    } else {
+                        self.fetches_per_connection
+                    }
                 || c.fetch_paused_until.is_some_and(|t| t > now)
             {
                 continue;

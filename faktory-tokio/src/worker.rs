@@ -438,6 +438,11 @@ impl Worker {
                             self.handle(more);
                         }
                     }
+                    // A steady stream of messages must not starve the engine's deadline (BEAT).
+                    let now = Instant::now();
+                    if self.engine.poll_timeout().is_some_and(|d| Instant::from_std(d) <= now) {
+                        self.engine.handle_timeout(now.into_std());
+                    }
                 }
                 () = tokio::time::sleep_until(deadline.map_or(far, Instant::from_std)), if deadline.is_some() => {
                     self.engine.handle_timeout(Instant::now().into_std());
