@@ -17,6 +17,7 @@
 //! - [`server`]: the server connection machine.
 //! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
 //! - [`worker`]: the worker engine.
+//! - [`adapter`]: the error type and settings resolution shared by the runtime adapters.
 //! - [`backoff`]: reconnect backoff and a seeded RNG, shared by the client adapters and the worker.
 //! - [`error`]: error types shared by the modules.
 //!
@@ -109,6 +110,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod adapter;
 pub mod backoff;
 pub mod client;
 pub mod command;

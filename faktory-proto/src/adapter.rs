@@ -1,0 +1,291 @@
+//! What the runtime adapters share beyond the protocol: one error type for every adapter's `Client`
+//! and `Worker`, and the resolution of their settings (URL from the environment, password and
+//! username from the URL, timeouts into the connection options).
+//!
+//! `faktory-tokio`, `faktory-async-std` and `faktory-blocking` re-export [`Error`], so the three
+//! crates have the same error type, and build their `ClientBuilder`s on [`ClientSettings`], so they
+//! resolve a server the same way.
+
+use std::io;
+use std::time::Duration;
+
+use crate::ServerError;
+use crate::client::{ClientOptions, ConnectionError};
+use crate::command::EncodeError;
+use crate::config::{ConfigError, ServerUrl};
+use crate::handshake::Password;
+use crate::job::JobError;
+use crate::ops::{self, ReplyError};
+
+/// Everything that can go wrong talking to Faktory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `FAKTORY_URL` / `FAKTORY_PROVIDER` or a URL given in code is invalid.
+    #[error("invalid Faktory URL: {0}")]
+    Config(#[from] ConfigError),
+    /// The TCP connection could not be made.
+    #[error("could not connect to {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// The socket error.
+        source: io::Error,
+    },
+    /// Connecting (TCP, TLS and handshake) took too long.
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(String),
+    /// TLS setup or negotiation failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The connection failed (handshake refused, bad password, protocol violation, server gone).
+    #[error(transparent)]
+    Connection(ConnectionError),
+    /// The connection broke while this request was in flight: the server may or may not have
+    /// executed it. It is never re-sent silently (a PUSH could be doubled).
+    #[error("connection lost while {command} was in flight, its outcome is unknown: {source}")]
+    OutcomeUnknown {
+        /// The verb of the request.
+        command: &'static str,
+        /// Why the connection broke.
+        source: ConnectionError,
+    },
+    /// The server answered with an error (`-ERR …`, `-NOTUNIQUE …`).
+    #[error(transparent)]
+    Server(ServerError),
+    /// The server's reply did not fit the request.
+    #[error(transparent)]
+    Reply(ReplyError),
+    /// The command cannot be encoded (bad queue name, …).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The job is invalid.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The request got no reply in time.
+    #[error("request timed out")]
+    Timeout,
+    /// The worker configuration is invalid.
+    #[error("invalid worker configuration: {0}")]
+    WorkerConfig(crate::worker::ConfigError),
+    /// The API was used in a way that cannot work (the message says how).
+    #[error("{0}")]
+    Usage(&'static str),
+    /// The client was closed with `close()`.
+    #[error("client is closed")]
+    Closed,
+    /// An I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<ReplyError> for Error {
+    fn from(e: ReplyError) -> Self {
+        match e {
+            ReplyError::Server(s) => Error::Server(s),
+            other => Error::Reply(other),
+        }
+    }
+}
+
+impl From<ConnectionError> for Error {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Timeout(_) => Error::Timeout,
+            other => Error::Connection(other),
+        }
+    }
+}
+
+impl Error {
+    /// The server's error, when the server answered with one.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// Whether a failed connection attempt is worth retrying with backoff (network trouble,
+    /// timeouts, an overloaded or restarting server), as opposed to a refused password, a server
+    /// that does not speak Faktory or a bad configuration.
+    pub fn is_transient_connect(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::ConnectTimeout(_) | Error::Io(_) | Error::Timeout => {
+                true
+            }
+            Error::Connection(c) => ops::is_transient(c),
+            _ => false,
+        }
+    }
+}
+
+/// The connection settings of a `Client`, before they are resolved against the environment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// The server; `None`: `FAKTORY_PROVIDER` / `FAKTORY_URL` / `tcp://localhost:7419`.
+    pub url: Option<ServerUrl>,
+    /// Options of each connection (password, wid for consumers, timeouts, frame limit).
+    pub options: ClientOptions,
+    /// TCP, TLS and handshake timeout.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for its reply (and, when reconnecting, for a connection).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            url: None,
+            options: ClientOptions::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings resolved into what a connection needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResolvedClient {
+    /// Where to connect (and whether with TLS).
+    pub url: ServerUrl,
+    /// The connection options, with the URL's password and username and the connect timeout as
+    /// the handshake timeout.
+    pub options: ClientOptions,
+    /// TCP, TLS and handshake timeout.
+    pub connect_timeout: Duration,
+    /// Request timeout (also the reconnect budget of a call).
+    pub request_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// Sets the server URL (`tcp://[:password@]host:port` or `tcp+tls://…`).
+    pub fn set_url(&mut self, url: &str) -> Result<(), Error> {
+        self.url = Some(ServerUrl::parse(url)?);
+        Ok(())
+    }
+
+    /// Sets the password (it wins over one in the URL).
+    pub fn set_password(&mut self, password: impl Into<String>) {
+        self.options.password = Some(Password::new(password));
+    }
+
+    /// Sets the request timeout (reply deadline and reconnect budget).
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
+        self.options.reply_timeout = timeout;
+    }
+
+    /// Resolves the URL (from `env` when none was set) and merges it into the options.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ResolvedClient, Error> {
+        let url = match &self.url {
+            Some(u) => u.clone(),
+            None => ServerUrl::from_env_with(env)?,
+        };
+        let mut options = self.options.clone();
+        if options.password.is_none() {
+            options.password = url.password.clone();
+        }
+        if options.username.is_none() {
+            options.username = url.username.clone();
+        }
+        options.handshake_timeout = self.connect_timeout;
+        Ok(ResolvedClient {
+            url,
+            options,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        })
+    }
+}
+
+/// The server settings of a `Worker`, before they are resolved against the environment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerSettings {
+    /// The engine's configuration.
+    pub config: crate::worker::WorkerConfig,
+    /// The server; `None`: the environment.
+    pub url: Option<ServerUrl>,
+    /// The password (wins over one in the URL).
+    pub password: Option<Password>,
+    /// TCP, TLS and handshake timeout per connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            config: crate::worker::WorkerConfig::default(),
+            url: None,
+            password: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Resolves the URL (from `env` when none was set), puts the password, username and handshake
+    /// timeout into the engine's connection options, and returns the URL and the configuration.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(ServerUrl, crate::worker::WorkerConfig), Error> {
+        let url = match &self.url {
+            Some(u) => u.clone(),
+            None => ServerUrl::from_env_with(env)?,
+        };
+        let mut config = self.config.clone();
+        config.client.password = self.password.clone().or_else(|| url.password.clone());
+        if config.client.username.is_none() {
+            config.client.username = url.username.clone();
+        }
+        config.client.handshake_timeout = self.connect_timeout;
+        Ok((url, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_settings_take_password_and_username_from_the_url() {
+        let mut s = ClientSettings::default();
+        s.set_url("tcp://user:pa%40ss@example.com:7500").unwrap();
+        s.set_request_timeout(Duration::from_secs(3));
+        let r = s.resolve(|_| None).unwrap();
+        assert_eq!(r.url.port, 7500);
+        assert_eq!(
+            r.options.password.as_ref().map(Password::expose),
+            Some("pa@ss")
+        );
+        assert_eq!(r.options.username.as_deref(), Some("user"));
+        assert_eq!(r.options.reply_timeout, Duration::from_secs(3));
+        s.set_password("explicit");
+        let r = s.resolve(|_| None).unwrap();
+        assert_eq!(
+            r.options.password.as_ref().map(Password::expose),
+            Some("explicit")
+        );
+    }
+
+    #[test]
+    fn settings_fall_back_to_the_environment() {
+        let s = ClientSettings::default();
+        let r = s
+            .resolve(|k| (k == "FAKTORY_URL").then(|| "tcp+tls://h:1".to_owned()))
+            .unwrap();
+        assert!(r.url.tls);
+        let w = WorkerSettings::default();
+        let (url, config) = w.resolve(|_| None).unwrap();
+        assert_eq!(url.port, 7419);
+        assert_eq!(config.client.handshake_timeout, Duration::from_secs(10));
+        assert!(Error::Timeout.is_transient_connect());
+        assert!(!Error::Usage("x").is_transient_connect());
+    }
+}
