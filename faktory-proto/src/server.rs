@@ -31,6 +31,9 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Longest accepted command line; `None` is unlimited, like the real server.
     pub max_line_length: Option<usize>,
+    /// Parse `BATCH` and `TRACK` as Faktory Enterprise does ([`Command::parse_enterprise`]);
+    /// `false` (the default) answers them as the OSS server does.
+    pub enterprise: bool,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +42,7 @@ impl Default for ServerOptions {
             password: None,
             handshake_timeout: Duration::from_secs(2),
             max_line_length: None,
+            enterprise: false,
         }
     }
 }
@@ -219,7 +223,7 @@ impl Connection {
             return None;
         }
         match self.next_line() {
-            Ok(Some(line)) => match Command::parse(&line) {
+            Ok(Some(line)) => match self.parse(&line) {
                 Ok(Command::End) => {
                     self.close_with(CloseReason::End);
                     self.events.pop_front()
@@ -310,6 +314,14 @@ impl Connection {
             None
         } else {
             Some(self.outbuf.split().freeze())
+        }
+    }
+
+    fn parse(&self, line: &[u8]) -> Result<Command, CommandError> {
+        if self.options.enterprise {
+            Command::parse_enterprise(line)
+        } else {
+            Command::parse(line)
         }
     }
 
@@ -636,6 +648,32 @@ mod tests {
         );
         c.handle_input(b"INFO\r\n", now);
         assert_eq!(c.poll_event(), None);
+    }
+
+    #[test]
+    fn enterprise_commands_when_asked() {
+        let now = Instant::now();
+        let mut c = running(now);
+        c.handle_input(b"TRACK GET abcdefgh\r\n", now);
+        assert_eq!(
+            c.poll_event(),
+            Some(ServerEvent::Invalid(CommandError::TrackEnterpriseOnly))
+        );
+        let o = ServerOptions {
+            enterprise: true,
+            ..ServerOptions::default()
+        };
+        let mut c = Connection::new(o, 1, now);
+        c.handle_input(b"HELLO {}\r\nTRACK GET abcdefgh\r\nBATCH OPEN b-1\r\n", now);
+        assert!(matches!(c.poll_event(), Some(ServerEvent::Hello(_))));
+        assert_eq!(
+            c.poll_event(),
+            Some(ServerEvent::Command(Command::TrackGet("abcdefgh".into())))
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(ServerEvent::Command(Command::BatchOpen("b-1".into())))
+        );
     }
 
     #[test]
