@@ -1,0 +1,155 @@
+//! Quickstart: pushes 10,000 jobs and runs a worker over them, with a progress bar and a summary,
+//! all in plain blocking code.
+//!
+//! Uses the Faktory server named by `FAKTORY_URL` when it is set; otherwise starts the in-memory
+//! `faktory-testkit` server in this process (a test double, not a production server, which runs on
+//! a tokio runtime of its own: the example's dev-dependency, not the library's) and says so.
+//!
+//! ```sh
+//! cargo run --release -p faktory-blocking --example quickstart
+//! FAKTORY_URL=tcp://localhost:7419 cargo run --release -p faktory-blocking --example quickstart
+//! ```
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use faktory_blocking::{BoxError, Client, Job, ShutdownHandle, Worker};
+
+const JOBS: usize = 10_000;
+const CONCURRENCY: usize = 20;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Keep the testkit (and its runtime) alive until the end of `main`.
+    let mut testkit = None;
+    let url = match std::env::var("FAKTORY_URL") {
+        Ok(url) if !url.is_empty() => {
+            println!("Using the Faktory server at FAKTORY_URL={url}");
+            url
+        }
+        _ => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let server = rt.block_on(faktory_testkit::TestServer::start())?;
+            println!(
+                "FAKTORY_URL is not set: started the in-process faktory-testkit server at {} \
+                 (a test double; set FAKTORY_URL to use a real Faktory)",
+                server.url()
+            );
+            let url = server.url();
+            testkit = Some((server, rt));
+            url
+        }
+    };
+    let queue = format!("quickstart-{}", std::process::id());
+
+    // Producer: push 10,000 jobs with PUSHB (1,000 per command, pipelined).
+    let client = Client::connect_to(&url)?;
+    let t0 = Instant::now();
+    let jobs: Vec<Job> = (0..JOBS)
+        .map(|i| {
+            Job::builder("Greet")
+                .args((format!("user-{i}"), i))
+                .queue(&queue)
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+    let refused = client.push_bulk(jobs)?;
+    assert!(refused.is_empty(), "server refused jobs: {refused:?}");
+    let push_secs = t0.elapsed().as_secs_f64();
+    println!("pushed {JOBS} jobs to queue {queue:?} in {push_secs:.2} s");
+
+    // Worker: run them all on CONCURRENCY threads, then shut down gracefully.
+    let done = Arc::new(AtomicUsize::new(0));
+    let finished_at: Arc<OnceLock<Instant>> = Arc::default();
+    let stop = ShutdownHandle::new();
+    let (done2, stop2, finished2) = (Arc::clone(&done), stop.clone(), Arc::clone(&finished_at));
+    let worker = Worker::builder()
+        .url(&url)?
+        .queues([queue.clone()])
+        .concurrency(CONCURRENCY)
+        .register("Greet", move |job: Job| {
+            let (_name, _n): (String, usize) = job.args_as()?;
+            if done2.fetch_add(1, Ordering::Relaxed) + 1 == JOBS {
+                let _ = finished2.set(Instant::now());
+                stop2.shutdown();
+            }
+            Ok::<(), BoxError>(())
+        })
+        .shutdown_signal(stop)
+        .build()?;
+    let t1 = Instant::now();
+    let running = Arc::new(AtomicBool::new(true));
+    let progress = {
+        let (done, running) = (Arc::clone(&done), Arc::clone(&running));
+        std::thread::spawn(move || progress_bar(&done, &running, t1))
+    };
+    let report = worker.run();
+    running.store(false, Ordering::Relaxed);
+    let _ = progress.join();
+    let total_secs = t1.elapsed().as_secs_f64();
+    let secs = finished_at
+        .get()
+        .map_or(total_secs, |t| t.duration_since(t1).as_secs_f64());
+    let processed = done.load(Ordering::Relaxed);
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let info = client.info()?;
+    let left = info.faktory.queues.get(&queue).copied().unwrap_or(0);
+    client.queue_remove(&[queue.as_str()])?;
+    client.close()?;
+    drop(testkit);
+
+    println!(
+        "worker: {processed} jobs in {secs:.2} s = {:.0} jobs/s at concurrency {CONCURRENCY}; \
+         graceful shutdown took {:.2} s more (outstanding FETCHes are answered before any connection closes)",
+        processed as f64 / secs,
+        total_secs - secs
+    );
+    println!(
+        "stopped: {:?}; every outcome confirmed: {}; jobs left in the queue: {left}",
+        report.reason,
+        report.is_clean()
+    );
+    if processed != JOBS || !report.is_clean() || left != 0 {
+        return Err("quickstart did not process every job".into());
+    }
+    println!("quickstart OK");
+    Ok(())
+}
+
+fn progress_bar(done: &AtomicUsize, running: &AtomicBool, start: Instant) {
+    let tty = std::io::stderr().is_terminal();
+    let tick = Duration::from_millis(if tty { 100 } else { 1000 });
+    while running.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        let n = done.load(Ordering::Relaxed).min(JOBS);
+        let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let width = 40;
+        let filled = n * width / JOBS;
+        let line = format!(
+            "[{}{}] {n}/{JOBS} jobs, {rate:.0} jobs/s",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        if tty {
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
+        if n >= JOBS && !tty {
+            return;
+        }
+    }
+}
