@@ -107,14 +107,7 @@ impl Connector {
                 Ok(Err(e)) => e,
                 Err(rt::Elapsed) => return Err(Error::ConnectTimeout(self.describe())),
             };
-            let retry = match &error {
-                Error::Connect { .. }
-                | Error::ConnectTimeout(_)
-                | Error::Io(_)
-                | Error::Timeout => true,
-                Error::Connection(c) => ops::is_transient(c),
-                _ => false,
-            } && matches!(self.source, Source::Target(_));
+            let retry = error.is_transient_connect() && matches!(self.source, Source::Target(_));
             let delay = backoff.next_delay();
             let too_late = deadline.is_some_and(|d| {
                 Instant::now()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use bytes::{Buf, Bytes};
+use faktory_proto::adapter::WorkerSettings;
 use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
@@ -57,11 +58,8 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// ```
 #[must_use]
 pub struct WorkerBuilder {
-    config: WorkerConfig,
+    settings: WorkerSettings,
     handlers: HashMap<String, Arc<dyn Handler>>,
-    url: Option<ServerUrl>,
-    password: Option<Password>,
-    connect_timeout: Duration,
     shutdown: Option<ShutdownSignal>,
     spawner: Spawner,
     #[cfg(feature = "tls")]
@@ -71,9 +69,8 @@ pub struct WorkerBuilder {
 impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .field("jobtypes", &self.handlers.keys().collect::<Vec<_>>())
-            .field("url", &self.url)
             .finish()
     }
 }
@@ -88,15 +85,12 @@ impl WorkerBuilder {
     /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
     /// grace period) and the server from the environment.
     pub fn new() -> Self {
-        let mut config = WorkerConfig::default();
-        config.pid = Some(std::process::id());
-        config.hostname = hostname();
+        let mut settings = WorkerSettings::default();
+        settings.config.pid = Some(std::process::id());
+        settings.config.hostname = hostname();
         WorkerBuilder {
-            config,
+            settings,
             handlers: HashMap::new(),
-            url: None,
-            password: None,
-            connect_timeout: Duration::from_secs(10),
             shutdown: None,
             spawner: Spawner::global(),
             #[cfg(feature = "tls")]
@@ -146,7 +140,7 @@ impl WorkerBuilder {
 
     /// How many jobs run at once.
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.config.concurrency = n;
+        self.settings.config.concurrency = n;
         self
     }
 
@@ -156,7 +150,7 @@ impl WorkerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.queues = Queues::strict(queues);
+        self.settings.config.queues = Queues::strict(queues);
         self
     }
 
@@ -166,7 +160,7 @@ impl WorkerBuilder {
         I: IntoIterator<Item = (S, u32)>,
         S: Into<String>,
     {
-        self.config.queues = Queues::weighted(queues);
+        self.settings.config.queues = Queues::weighted(queues);
         self
     }
 
@@ -176,31 +170,31 @@ impl WorkerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.labels = labels.into_iter().map(Into::into).collect();
+        self.settings.config.labels = labels.into_iter().map(Into::into).collect();
         self
     }
 
     /// Hostname shown on the Busy page (default: this machine's).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.config.hostname = Some(hostname.into());
+        self.settings.config.hostname = Some(hostname.into());
         self
     }
 
     /// The worker id (default: a random one per worker).
     pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.config.wid = Some(wid.into());
+        self.settings.config.wid = Some(wid.into());
         self
     }
 
     /// How long running jobs may finish after terminate or shutdown (default 25 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.config.grace_period = grace;
+        self.settings.config.grace_period = grace;
         self
     }
 
     /// BEAT interval (default 15 s).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.config.heartbeat_interval = interval;
+        self.settings.config.heartbeat_interval = interval;
         self
     }
 
@@ -216,19 +210,19 @@ impl WorkerBuilder {
 
     /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
     pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.url = Some(ServerUrl::parse(url)?);
+        self.settings.url = Some(ServerUrl::parse(url)?);
         Ok(self)
     }
 
     /// The password (overrides one in the URL).
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(Password::new(password));
+        self.settings.password = Some(Password::new(password));
         self
     }
 
     /// TCP, TLS and handshake timeout per connection (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
@@ -247,22 +241,13 @@ impl WorkerBuilder {
 
     /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
     pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
-        f(&mut self.config);
+        f(&mut self.settings.config);
         self
     }
 
     /// Validates the configuration and builds the worker (no connection is made yet).
     pub fn build(self) -> Result<Worker, Error> {
-        let url = match self.url {
-            Some(u) => u,
-            None => ServerUrl::from_env_with(|k| std::env::var(k).ok())?,
-        };
-        let mut config = self.config;
-        config.client.password = self.password.or_else(|| url.password.clone());
-        if config.client.username.is_none() {
-            config.client.username = url.username.clone();
-        }
-        config.client.handshake_timeout = self.connect_timeout;
+        let (url, config) = self.settings.resolve(|k| std::env::var(k).ok())?;
         let engine = engine::Worker::new(config, Instant::now()).map_err(Error::WorkerConfig)?;
         let target = Target {
             host: url.host.clone(),
@@ -270,7 +255,7 @@ impl WorkerBuilder {
             tls: url.tls,
             #[cfg(feature = "tls")]
             tls_config: self.tls,
-            connect_timeout: self.connect_timeout,
+            connect_timeout: self.settings.connect_timeout,
         };
         Ok(Worker {
             engine,
