@@ -339,18 +339,26 @@ pub(crate) enum ReadEvent {
 /// returns `false` (nobody listens any more).
 pub(crate) fn read_loop(mut reader: Reader, mut deliver: impl FnMut(ReadEvent) -> bool) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut would_block = 0u32;
     loop {
         let event = match reader.read(&mut buf) {
             Ok(0) => ReadEvent::Eof,
             Ok(n) => ReadEvent::Data(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            // Only while `Writer::probe` has the socket non-blocking for an instant.
+            // Only while `Writer::probe` has the socket non-blocking, for a few microseconds: yield
+            // until it is blocking again (sleep if that somehow takes long).
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(1));
+                would_block = would_block.saturating_add(1);
+                if would_block < 1000 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 continue;
             }
             Err(e) => ReadEvent::Error(e),
         };
+        would_block = 0;
         let more = matches!(event, ReadEvent::Data(_));
         if !deliver(event) || !more {
             return;
