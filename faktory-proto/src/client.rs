@@ -261,9 +261,10 @@ const BUFFER_CAPACITY: usize = 4096;
 /// [`Connection::poll_transmit`] (write what it gives), [`Connection::poll_event`], and sleep until
 /// [`Connection::poll_timeout`]. See the crate documentation for a complete blocking loop.
 ///
-/// Buffers: input is appended to one `BytesMut` and decoded in place (bulk bodies are split off
-/// without copying, and a FETCH body is decoded into a [`Job`] straight from that split); output is
-/// encoded into one `BytesMut` and handed out whole by [`Connection::poll_transmit`].
+/// Buffers: complete FETCH replies at a frame boundary are decoded into a [`Job`] straight from
+/// the caller's slice (the hot path of a worker); other input is appended to one `BytesMut` and
+/// decoded there (bulk bodies are split off without copying). Output is encoded into one
+/// `BytesMut` and handed out whole by [`Connection::poll_transmit`].
 #[derive(Debug)]
 pub struct Connection {
     options: ClientOptions,
@@ -602,12 +603,9 @@ impl Connection {
         self.first_after_ok = true;
         self.events.push_back(Event::Ready);
         if !self.held.is_empty() {
-            if self.outbuf.is_empty() {
-                std::mem::swap(&mut self.outbuf, &mut self.held);
-            } else {
-                self.outbuf.extend_from_slice(&self.held);
-                self.held.clear();
-            }
+            // One copy, once per connection; the output buffer keeps its allocation.
+            self.outbuf.extend_from_slice(&self.held);
+            self.held = BytesMut::new();
         }
         self.arm_front(now);
     }
