@@ -16,13 +16,13 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use faktory_proto::ServerError;
+use faktory_proto::adapter::ClientSettings;
 use faktory_proto::client::{ClientOptions, Reply};
 use faktory_proto::command::{
     Ack, BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
     WorkerState,
 };
 use faktory_proto::config::ServerUrl;
-use faktory_proto::handshake::Password;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 use faktory_proto::job::Job;
 use faktory_proto::ops;
@@ -84,10 +84,7 @@ impl std::fmt::Debug for Client {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder {
-    url: Option<ServerUrl>,
-    options: ClientOptions,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    settings: ClientSettings,
     #[cfg(feature = "tls")]
     tls: crate::transport::TlsConfig,
 }
@@ -102,10 +99,7 @@ impl ClientBuilder {
     /// A builder with the defaults: the server from the environment, 10 s timeouts.
     pub fn new() -> Self {
         ClientBuilder {
-            url: None,
-            options: ClientOptions::default(),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(10),
+            settings: ClientSettings::default(),
             #[cfg(feature = "tls")]
             tls: crate::transport::TlsConfig::default(),
         }
@@ -113,31 +107,31 @@ impl ClientBuilder {
 
     /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
     pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.url = Some(ServerUrl::parse(url)?);
+        self.settings.set_url(url)?;
         Ok(self)
     }
 
     /// The server, already parsed.
     pub fn server_url(mut self, url: ServerUrl) -> Self {
-        self.url = Some(url);
+        self.settings.url = Some(url);
         self
     }
 
     /// The password (overrides one in the URL).
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.options.password = Some(Password::new(password));
+        self.settings.set_password(password);
         self
     }
 
     /// Say HELLO with this worker id, for the consumer commands ([`Client::fetch`], [`Client::beat`]).
     pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.options.wid = Some(wid.into());
+        self.settings.options.wid = Some(wid.into());
         self
     }
 
     /// Hostname reported in HELLO (consumers).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.options.hostname = Some(hostname.into());
+        self.settings.options.hostname = Some(hostname.into());
         self
     }
 
@@ -147,20 +141,19 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.options.labels = labels.into_iter().map(Into::into).collect();
+        self.settings.options.labels = labels.into_iter().map(Into::into).collect();
         self
     }
 
     /// TCP (and TLS) connect timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
     /// How long a request may wait for its reply (and, when reconnecting, for a connection).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self.options.reply_timeout = timeout;
+        self.settings.set_request_timeout(timeout);
         self
     }
 
@@ -171,32 +164,18 @@ impl ClientBuilder {
         self
     }
 
-    fn resolved_url(&self) -> Result<ServerUrl, Error> {
-        match &self.url {
-            Some(u) => Ok(u.clone()),
-            None => Ok(ServerUrl::from_env_with(|k| std::env::var(k).ok())?),
-        }
-    }
-
     /// Connects to the server (URL, or the environment) and completes the handshake.
     pub fn connect(self) -> Result<Client, Error> {
-        let url = self.resolved_url()?;
-        let mut options = self.options.clone();
-        if options.password.is_none() {
-            options.password = url.password.clone();
-        }
-        if options.username.is_none() {
-            options.username = url.username.clone();
-        }
+        let resolved = self.settings.resolve(|k| std::env::var(k).ok())?;
         let target = Target {
-            host: url.host.clone(),
-            port: url.port,
-            tls: url.tls,
+            host: resolved.url.host.clone(),
+            port: resolved.url.port,
+            tls: resolved.url.tls,
             #[cfg(feature = "tls")]
             tls_config: self.tls.clone(),
-            connect_timeout: self.connect_timeout,
+            connect_timeout: resolved.connect_timeout,
         };
-        self.start(Source::Target(target), options)
+        self.start(Source::Target(target), resolved.options)
     }
 
     /// Runs the client over a stream you opened yourself (custom TLS, a proxy, an in-memory pipe).
@@ -209,7 +188,7 @@ impl ClientBuilder {
     /// far as the stream's own read timeouts allow (give it some if it can have them; the callers
     /// stop waiting after twice the request timeout in any case).
     pub fn connect_with_stream<S: Stream>(self, stream: S) -> Result<Client, Error> {
-        let options = self.options.clone();
+        let options = self.settings.options.clone();
         let opened = Opened::from_user(stream)?;
         self.start(Source::Stream(Some(opened)), options)
     }
@@ -220,8 +199,8 @@ impl ClientBuilder {
         let mut connector = Connector {
             source,
             options,
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
+            connect_timeout: self.settings.connect_timeout,
+            request_timeout: self.settings.request_timeout,
             tx: tx.clone(),
             next_gen: 0,
         };
@@ -235,8 +214,9 @@ impl ClientBuilder {
                 closed: AtomicBool::new(false),
                 wid,
                 backstop: self
+                    .settings
                     .connect_timeout
-                    .saturating_add(self.request_timeout.saturating_mul(2))
+                    .saturating_add(self.settings.request_timeout.saturating_mul(2))
                     .saturating_add(Duration::from_secs(1)),
             }),
         })

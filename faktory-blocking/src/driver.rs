@@ -147,14 +147,7 @@ impl Connector {
                 }
                 Err(e) => e,
             };
-            let retry = match &error {
-                Error::Connect { .. }
-                | Error::ConnectTimeout(_)
-                | Error::Io(_)
-                | Error::Timeout => true,
-                Error::Connection(c) => ops::is_transient(c),
-                _ => false,
-            } && matches!(self.source, Source::Target(_));
+            let retry = error.is_transient_connect() && matches!(self.source, Source::Target(_));
             let delay = backoff.next_delay();
             if !retry || Instant::now() + delay >= deadline {
                 return Err(error);

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use faktory_proto::adapter::WorkerSettings;
 use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
@@ -60,11 +61,8 @@ use crate::transport::{ReadEvent, Target, Writer};
 /// ```
 #[must_use]
 pub struct WorkerBuilder {
-    config: WorkerConfig,
+    settings: WorkerSettings,
     handlers: HashMap<String, Arc<Handler>>,
-    url: Option<ServerUrl>,
-    password: Option<Password>,
-    connect_timeout: Duration,
     shutdown: Option<ShutdownHandle>,
     #[cfg(feature = "tls")]
     tls: crate::transport::TlsConfig,
@@ -73,9 +71,8 @@ pub struct WorkerBuilder {
 impl std::fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerBuilder")
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .field("jobtypes", &self.handlers.keys().collect::<Vec<_>>())
-            .field("url", &self.url)
             .finish()
     }
 }
@@ -90,15 +87,12 @@ impl WorkerBuilder {
     /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
     /// grace period) and the server from the environment.
     pub fn new() -> Self {
-        let mut config = WorkerConfig::default();
-        config.pid = Some(std::process::id());
-        config.hostname = hostname();
+        let mut settings = WorkerSettings::default();
+        settings.config.pid = Some(std::process::id());
+        settings.config.hostname = hostname();
         WorkerBuilder {
-            config,
+            settings,
             handlers: HashMap::new(),
-            url: None,
-            password: None,
-            connect_timeout: Duration::from_secs(10),
             shutdown: None,
             #[cfg(feature = "tls")]
             tls: crate::transport::TlsConfig::default(),
@@ -139,7 +133,7 @@ impl WorkerBuilder {
 
     /// How many jobs run at once.
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.config.concurrency = n;
+        self.settings.config.concurrency = n;
         self
     }
 
@@ -149,7 +143,7 @@ impl WorkerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.queues = Queues::strict(queues);
+        self.settings.config.queues = Queues::strict(queues);
         self
     }
 
@@ -159,7 +153,7 @@ impl WorkerBuilder {
         I: IntoIterator<Item = (S, u32)>,
         S: Into<String>,
     {
-        self.config.queues = Queues::weighted(queues);
+        self.settings.config.queues = Queues::weighted(queues);
         self
     }
 
@@ -169,31 +163,31 @@ impl WorkerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.labels = labels.into_iter().map(Into::into).collect();
+        self.settings.config.labels = labels.into_iter().map(Into::into).collect();
         self
     }
 
     /// Hostname shown on the Busy page (default: this machine's).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.config.hostname = Some(hostname.into());
+        self.settings.config.hostname = Some(hostname.into());
         self
     }
 
     /// The worker id (default: a random one per worker).
     pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.config.wid = Some(wid.into());
+        self.settings.config.wid = Some(wid.into());
         self
     }
 
     /// How long running jobs may finish after terminate or shutdown (default 25 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.config.grace_period = grace;
+        self.settings.config.grace_period = grace;
         self
     }
 
     /// BEAT interval (default 15 s).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.config.heartbeat_interval = interval;
+        self.settings.config.heartbeat_interval = interval;
         self
     }
 
@@ -208,19 +202,19 @@ impl WorkerBuilder {
 
     /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
     pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.url = Some(ServerUrl::parse(url)?);
+        self.settings.url = Some(ServerUrl::parse(url)?);
         Ok(self)
     }
 
     /// The password (overrides one in the URL).
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(Password::new(password));
+        self.settings.password = Some(Password::new(password));
         self
     }
 
     /// TCP, TLS and handshake timeout per connection (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout;
         self
     }
 
@@ -233,22 +227,13 @@ impl WorkerBuilder {
 
     /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
     pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
-        f(&mut self.config);
+        f(&mut self.settings.config);
         self
     }
 
     /// Validates the configuration and builds the worker (no connection is made yet).
     pub fn build(self) -> Result<Worker, Error> {
-        let url = match self.url {
-            Some(u) => u,
-            None => ServerUrl::from_env_with(|k| std::env::var(k).ok())?,
-        };
-        let mut config = self.config;
-        config.client.password = self.password.or_else(|| url.password.clone());
-        if config.client.username.is_none() {
-            config.client.username = url.username.clone();
-        }
-        config.client.handshake_timeout = self.connect_timeout;
+        let (url, config) = self.settings.resolve(|k| std::env::var(k).ok())?;
         let write_timeout = config.client.reply_timeout.max(Duration::from_secs(1));
         let concurrency = config.concurrency;
         let engine = engine::Worker::new(config, Instant::now()).map_err(Error::WorkerConfig)?;
@@ -258,7 +243,7 @@ impl WorkerBuilder {
             tls: url.tls,
             #[cfg(feature = "tls")]
             tls_config: self.tls,
-            connect_timeout: self.connect_timeout,
+            connect_timeout: self.settings.connect_timeout,
         };
         Ok(Worker {
             engine,
