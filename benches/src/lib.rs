@@ -1,2 +1,16 @@
-//! Shared helpers for the criterion benches and the `faktory-bench` load tool.
+//! Shared code of the criterion benches, the `faktory-bench` load tool and the `compare` harness
+//! (`examples/compare.rs`): measuring CPU, RSS and connections, choosing or spawning the server,
+//! the workloads on `faktory-tokio`, and printing results. See `benches/README.md`.
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod measure;
+pub mod monitor;
+pub mod progress;
+pub mod report;
+pub mod rng;
+pub mod server;
+pub mod tokio_rt;
+
+/// The error type of the tool: any error, with a message worth printing.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
