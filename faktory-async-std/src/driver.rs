@@ -253,7 +253,7 @@ impl Live {
         let verb = command.verb();
         match self.conn.send(&command, Instant::now()) {
             Ok(id) => {
-                if matches!(command, Command::End) {
+                if !command.expects_reply() {
                     self.closing = Some(reply);
                 } else {
                     self.pending.insert(id, Waiter { verb, tx: reply });
@@ -340,7 +340,7 @@ pub(crate) async fn run(mut rx: RequestRx, mut connector: Connector, first: Live
             let Some(request) = rx.next().await else {
                 return;
             };
-            if matches!(request.command, Command::End) {
+            if !request.command.expects_reply() {
                 let _ = request.reply.try_send(Ok(Ok(Reply::Ok)));
                 continue;
             }

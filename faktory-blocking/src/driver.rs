@@ -338,7 +338,7 @@ impl Live {
         let verb = command.verb();
         match self.conn.send(&command, Instant::now()) {
             Ok(id) => {
-                if matches!(command, Command::End) {
+                if !command.expects_reply() {
                     self.closing = Some(reply);
                 } else {
                     self.pending.insert(id, Waiter { verb, tx: reply });
@@ -477,11 +477,11 @@ pub(crate) fn run(rx: &Receiver<Msg>, mut connector: Connector, first: Live) {
                     if ended {
                         let _ = request.reply.send(Err(Error::Closed));
                     } else if let Some(l) = live.as_mut() {
-                        if matches!(request.command, Command::End) {
+                        if !request.command.expects_reply() {
                             ended = true;
                         }
                         l.submit(*request);
-                    } else if matches!(request.command, Command::End) {
+                    } else if !request.command.expects_reply() {
                         ended = true;
                         let _ = request.reply.send(Ok(Ok(Reply::Ok)));
                     } else {

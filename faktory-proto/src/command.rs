@@ -397,6 +397,12 @@ pub enum CommandError {
 }
 
 impl Command {
+    /// Whether the server answers this command: every command but `END`, after which the server
+    /// closes the connection without a reply (PROTOCOL.md §3.1).
+    pub fn expects_reply(&self) -> bool {
+        !matches!(self, Command::End)
+    }
+
     /// The verb as written on the wire (`QUEUE` for every queue subcommand, `BATCH`, `TRACK`).
     pub fn verb(&self) -> &'static str {
         match self {

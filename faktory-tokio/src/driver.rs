@@ -199,7 +199,7 @@ impl Live {
         let verb = command.verb();
         match self.conn.send(&command, Instant::now().into_std()) {
             Ok(id) => {
-                if matches!(command, Command::End) {
+                if !command.expects_reply() {
                     self.closing = Some(reply);
                 } else {
                     self.pending.insert(id, Waiter { verb, tx: reply });
@@ -293,7 +293,7 @@ pub(crate) async fn run(
             let Some(request) = rx.recv().await else {
                 return;
             };
-            if matches!(request.command, Command::End) {
+            if !request.command.expects_reply() {
                 let _ = request.reply.send(Ok(Ok(Reply::Ok)));
                 continue;
             }
