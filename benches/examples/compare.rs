@@ -20,18 +20,19 @@
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use faktory_benches::BoxError;
 use faktory_benches::cli::{self, Mode, Options, Parsed};
 use faktory_benches::measure;
-use faktory_benches::monitor::{self, ConnPeak, Monitor};
+use faktory_benches::monitor::Monitor;
 use faktory_benches::report::{Measurement, thousands};
 use faktory_benches::server::{Target, TestkitChild};
-use faktory_benches::tokio_rt::{self, Phase};
+use faktory_benches::signal::{Either, race};
+use faktory_benches::tokio_rt;
+use faktory_benches::workloads::{self, PushCtx, Who, WorkCtx, WorkOutcome, WorkParams};
 use faktory_tokio::CancellationToken;
-use tokio::time::Instant;
 
 const THEIRS: &str = "faktory-rs 0.13";
 
@@ -111,28 +112,35 @@ fn theirs_main(args: impl Iterator<Item = String>) -> ExitCode {
 
 fn theirs_run(opts: &Options, target: &Target) -> Result<Measurement, BoxError> {
     let rt = tokio_rt::client_runtime()?;
-    let out = rt.block_on(async {
-        match &opts.mode {
-            Mode::Push {
-                n,
-                concurrency: 1,
-                bulk,
-            } => theirs_push(opts, target, *n, *bulk).await,
-            Mode::Push { .. } => Err(
-                "the faktory crate's Client takes &mut self for every call: \
-                                      it cannot have calls in flight together (use --concurrency 1)"
-                    .into(),
-            ),
-            Mode::Work {
-                n,
-                concurrency,
-                prefill,
-                fetches_per_connection: None,
-                max_fetch_connections: None,
-            } => theirs_work(opts, target, *n, *concurrency, *prefill).await,
-            other => Err(format!("{} is not offered for the faktory crate", other.name()).into()),
-        }
-    });
+    let who = Who {
+        client: THEIRS,
+        runtime: "tokio",
+    };
+    let out = match &opts.mode {
+        Mode::Push {
+            n,
+            concurrency: 1,
+            bulk,
+        } => workloads::measure_push(who, opts, target, *n, 1, *bulk, |ctx| {
+            rt.block_on(theirs_push(ctx))
+        }),
+        Mode::Push { .. } => Err(
+            "the faktory crate's Client takes &mut self for every call: it \
+                                  cannot have calls in flight together (use --concurrency 1)"
+                .into(),
+        ),
+        Mode::Work {
+            fetches_per_connection: None,
+            max_fetch_connections: None,
+            ..
+        } => match WorkParams::of(&opts.mode) {
+            Some(params) => workloads::measure_work(who, opts, target, params, |ctx| {
+                rt.block_on(theirs_work(ctx))
+            }),
+            None => Err("not work".into()),
+        },
+        other => Err(format!("{} is not offered for the faktory crate", other.name()).into()),
+    };
     // The faktory crate's Client sends END from Drop with block_in_place: everything of theirs
     // has been dropped inside the runtime above; do not wait for stray tasks.
     rt.shutdown_background();
@@ -145,7 +153,7 @@ fn their_error(e: faktory::Error) -> BoxError {
 }
 
 fn their_job(jobtype: &str, queue: &str) -> faktory::Job {
-    faktory::Job::new(
+    let mut job = faktory::Job::new(
         jobtype,
         vec![
             serde_json::Value::from(1),
@@ -153,145 +161,91 @@ fn their_job(jobtype: &str, queue: &str) -> faktory::Job {
             serde_json::Value::from(3),
         ],
     )
-    .on_queue(queue)
+    .on_queue(queue);
+    job.reserve_for = Some(Duration::from_secs(600));
+    job
 }
 
-fn measurement(mode: &str, target: &Target) -> Measurement {
-    Measurement::new(mode, THEIRS, "tokio", target.kind().as_str())
-}
-
-async fn theirs_push(
-    opts: &Options,
-    target: &Target,
-    n: u64,
-    bulk: Option<usize>,
-) -> Result<Measurement, BoxError> {
-    let monitor = Monitor::connect(target.url()).await?;
-    let before = monitor.queue_len(&opts.queue).await?;
-    let mut peak = ConnPeak::baseline(&monitor, target).await?;
-    let mut client = faktory::Client::connect_to(target.url())
+async fn theirs_push(ctx: &PushCtx<'_>) -> Result<(), BoxError> {
+    let mut client = faktory::Client::connect_to(ctx.url)
         .await
         .map_err(their_error)?;
-    let phase = Phase::start(target);
-    let pushed = monitor::sampling(&monitor, target, &mut peak, async {
-        let mut left = n;
+    let pushing = async {
+        let mut left = ctx.n;
         while left > 0 {
-            match bulk {
+            match ctx.bulk {
                 None => {
                     client
-                        .enqueue(their_job(&opts.jobtype, &opts.queue))
+                        .enqueue(their_job(ctx.jobtype, ctx.queue))
                         .await
                         .map_err(their_error)?;
                     left -= 1;
+                    ctx.done.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(b) => {
                     let count = left.min(b as u64);
                     let jobs: Vec<faktory::Job> = (0..count)
-                        .map(|_| their_job(&opts.jobtype, &opts.queue))
+                        .map(|_| their_job(ctx.jobtype, ctx.queue))
                         .collect();
                     let (_, errors) = client.enqueue_many(jobs).await.map_err(their_error)?;
                     if let Some(errors) = errors {
                         return Err(format!("PUSHB refused {} jobs", errors.len()).into());
                     }
                     left -= count;
+                    ctx.done.fetch_add(count, Ordering::Relaxed);
                 }
             }
         }
         Ok::<(), BoxError>(())
-    });
-    let pushed = tokio::time::timeout(opts.timeout, pushed)
-        .await
-        .unwrap_or_else(|_| Err("push: timed out".into()));
-    let end = Instant::now();
-    peak.sample(&monitor, target).await;
-    let mut m = measurement("push", target);
-    phase.finish(end, target, &mut m);
-    drop(client);
-    pushed?;
-    let after = monitor.queue_len(&opts.queue).await?;
-    if after != before + n {
-        return Err(format!("push: the queue holds {after} jobs, expected {before} + {n}").into());
-    }
-    m.jobs = n;
-    m.connections = Some(peak.used());
-    m.param("concurrency", 1u64)
-        .param("queue", opts.queue.as_str());
-    if let Some(b) = bulk {
-        m.param("bulk", b as u64);
-    }
-    Ok(m)
+    };
+    let out = match race(pushing, ctx.watch.deadline()).await {
+        Either::Left(r) => r,
+        Either::Right(()) => Err("push: gave up at the timeout".into()),
+    };
+    drop(client); // sends END (inside the runtime, as its Drop needs)
+    out
 }
 
-async fn theirs_work(
-    opts: &Options,
-    target: &Target,
-    n: u64,
-    concurrency: usize,
-    prefill: bool,
-) -> Result<Measurement, BoxError> {
-    let monitor = Monitor::connect(target.url()).await?;
-    if prefill {
-        monitor.prefill(n, &opts.queue, &opts.jobtype).await?;
-    }
-    let rss_reset = measure::reset_peak_rss();
-    let base = monitor.snapshot().await?.processed;
-    let mut peak = ConnPeak::baseline(&monitor, target).await?;
-    let handled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&handled);
+async fn theirs_work(ctx: &WorkCtx<'_>) -> Result<WorkOutcome, BoxError> {
+    let counter = Arc::clone(&ctx.handled);
     let stop = CancellationToken::new();
-    let phase = Phase::start(target);
     let mut worker = faktory::Worker::builder::<std::io::Error>()
-        .workers(concurrency)
-        .register_fn(opts.jobtype.as_str(), move |_job| {
+        .workers(ctx.concurrency)
+        .register_fn(ctx.jobtype, move |_job| {
             counter.fetch_add(1, Ordering::Relaxed);
             std::future::ready(Ok::<(), std::io::Error>(()))
         })
         .with_graceful_shutdown(stop.clone().cancelled_owned())
         .shutdown_timeout(Duration::from_secs(5))
-        .connect_to(target.url())
+        .connect_to(ctx.url)
         .await
         .map_err(their_error)?;
-    let queue = opts.queue.clone();
+    let queue = ctx.queue.to_owned();
+    let stopped = Arc::clone(&ctx.stopped);
     let running = tokio::spawn(async move {
         let out = worker.run(&[queue.as_str()]).await;
         drop(worker);
+        stopped.store(true, Ordering::Release);
         out
     });
-    let reached = monitor::wait_processed(
-        &monitor,
-        target,
-        &mut peak,
-        base,
-        n,
-        &handled,
-        phase.started() + opts.timeout,
-        || running.is_finished(),
-    )
-    .await;
-    let end = Instant::now();
-    let mut m = measurement("work", target);
-    phase.finish(end, target, &mut m);
-    peak.sample(&monitor, target).await;
+    let reached = ctx.watch.reached().await;
+    match reached {
+        Ok(at) => ctx.meter.stop_at(at, ctx.target),
+        Err(_) => ctx.meter.stop(ctx.target),
+    }
     stop.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(15), running).await;
     if let Err(e) = reached {
         return Err(format!("{e}; the worker's run returned {stopped:?}").into());
     }
+    let mut outcome = WorkOutcome::default();
     match stopped {
         Ok(Ok(Ok(_details))) => {}
-        Ok(Ok(Err(e))) => m.notes.push(format!("worker stopped with {e:?}")),
+        Ok(Ok(Err(e))) => outcome.notes.push(format!("worker stopped with {e:?}")),
         Ok(Err(e)) => return Err(format!("worker task failed: {e}").into()),
         Err(_) => return Err("worker did not stop within 15 s of shutdown".into()),
     }
-    if !rss_reset {
-        m.notes
-            .push("could not reset VmHWM after the prefill: peak RSS includes it".into());
-    }
-    m.jobs = n;
-    m.connections = Some(peak.used());
-    m.param("concurrency", concurrency as u64)
-        .param("queue", opts.queue.as_str());
-    Ok(m)
+    Ok(outcome)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,8 +422,7 @@ fn drive(d: &Driver) -> Result<bool, BoxError> {
     let exe = std::env::current_exe()?;
     let testkit = TestkitChild::spawn(&exe, &["serve-testkit", "--port", "0"])?;
     let url = testkit.url().to_owned();
-    let rt = tokio_rt::client_runtime()?;
-    let monitor = rt.block_on(Monitor::connect(&url))?;
+    let monitor = Monitor::connect(&url)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_start = measure::load_average().unwrap_or_default();
     println_safe(&format!(
@@ -486,14 +439,14 @@ fn drive(d: &Driver) -> Result<bool, BoxError> {
             for run in runs_of(scenario, d) {
                 let queue = format!("cmp-{}-{}-{}", run.scenario, round, run.side);
                 if run.prefill > 0 {
-                    rt.block_on(monitor.prefill(run.prefill, &queue, "Noop"))?;
+                    monitor.prefill(run.prefill, &queue, "Noop")?;
                 }
                 let load = measure::load_average().unwrap_or_default();
                 let cpu0 = testkit.cpu_seconds();
                 let result = run_child(&exe, &run, &queue, &url);
                 let cpu1 = testkit.cpu_seconds();
-                let left = rt.block_on(monitor.queue_len(&queue)).unwrap_or(u64::MAX);
-                rt.block_on(monitor.client().queue_remove(&[queue.as_str()]))?;
+                let left = monitor.queue_len(&queue).unwrap_or(u64::MAX);
+                monitor.client().queue_remove(&[queue.as_str()])?;
                 match result {
                     Ok(m) => {
                         let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
@@ -548,7 +501,6 @@ fn drive(d: &Driver) -> Result<bool, BoxError> {
         println_safe(&format!("raw figures written to {path}"));
     }
     drop(monitor);
-    rt.shutdown_background();
     drop(testkit);
     Ok(failures == 0)
 }

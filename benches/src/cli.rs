@@ -354,21 +354,9 @@ fn say_err(text: &str) {
 pub fn run_on(opts: &Options, target: &Target) -> Result<Measurement, BoxError> {
     match opts.runtime {
         Runtime::Tokio => crate::tokio_rt::run(opts, target),
-        other => Err(not_available(other).into()),
+        Runtime::Blocking => crate::blocking_rt::run(opts, target),
+        Runtime::Smol | Runtime::AsyncStd => crate::async_std_rt::run(opts, target, opts.runtime),
     }
-}
-
-/// The error for a runtime whose adapter does not offer `Client`/`Worker` yet.
-pub fn not_available(runtime: Runtime) -> String {
-    let krate = match runtime {
-        Runtime::Tokio => "faktory-tokio",
-        Runtime::Blocking => "faktory-blocking",
-        Runtime::Smol | Runtime::AsyncStd => "faktory-async-std",
-    };
-    format!(
-        "--runtime {runtime}: not available yet: {krate} does not offer Client and Worker to this \
-         tool yet (use --runtime tokio)"
-    )
 }
 
 /// `faktory-bench`'s main: parses `args` (without the program name), runs, prints.
@@ -400,10 +388,6 @@ where
                 ExitCode::FAILURE
             }
         };
-    }
-    if opts.runtime != Runtime::Tokio {
-        say_err(&format!("faktory-bench: {}", not_available(opts.runtime)));
-        return ExitCode::from(2);
     }
     let result = Target::choose(opts.spawn_testkit).and_then(|target| run_on(&opts, &target));
     match result {
@@ -540,8 +524,9 @@ mod tests {
     }
 
     #[test]
-    fn other_runtimes_are_accepted_and_explained() {
+    fn every_runtime_is_accepted() {
         for (name, rt) in [
+            ("tokio", Runtime::Tokio),
             ("blocking", Runtime::Blocking),
             ("smol", Runtime::Smol),
             ("async-std", Runtime::AsyncStd),
@@ -549,6 +534,5 @@ mod tests {
             assert_eq!(run(&["push", "1", "--runtime", name]).runtime, rt);
             assert_eq!(rt.as_str(), name);
         }
-        assert!(not_available(Runtime::Blocking).contains("not available yet"));
     }
 }

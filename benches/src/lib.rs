@@ -3,6 +3,8 @@
 //! the workloads on `faktory-tokio`, and printing results. See `benches/README.md`.
 #![forbid(unsafe_code)]
 
+pub mod async_std_rt;
+pub mod blocking_rt;
 pub mod cli;
 pub mod measure;
 pub mod monitor;
@@ -10,7 +12,9 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod server;
+pub mod signal;
 pub mod tokio_rt;
+pub mod workloads;
 
 /// The error type of the tool: any error, with a message worth printing.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
