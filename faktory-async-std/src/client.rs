@@ -245,25 +245,15 @@ impl Client {
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let mut failed = BTreeMap::new();
-        let mut valid = Vec::new();
-        for job in jobs {
-            match job.validate() {
-                Ok(()) => valid.push(job),
-                Err(e) => {
-                    failed.insert(job.jid.clone(), e.to_string());
-                }
-            }
-        }
-        let receivers: Vec<_> = ops::push_bulk_commands(valid)
+        let mut plan = ops::PushBulkPlan::new(jobs);
+        let receivers: Vec<_> = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|c| self.submit(c))
             .collect::<Result<_, _>>()?;
         for rx in receivers {
-            let reply = rx.recv().await.map_err(|_| Error::Closed)??;
-            failed.extend(ops::expect_push_bulk(reply)?);
+            plan.absorb(rx.recv().await.map_err(|_| Error::Closed)??)?;
         }
-        Ok(failed)
+        Ok(plan.refused)
     }
 
     /// Server statistics.

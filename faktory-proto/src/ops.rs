@@ -134,6 +134,44 @@ pub fn push_bulk_commands(jobs: Vec<Job>) -> Vec<Command> {
     commands
 }
 
+/// A bulk push, planned: the PUSHB commands to send (at most [`MAX_PUSHB_BATCH`] jobs each) and the
+/// jobs refused locally because they do not validate ([`Job::validate`]), jid → reason. Merge the
+/// servers' answers into `refused` with [`PushBulkPlan::absorb`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PushBulkPlan {
+    /// The PUSHB commands, to be sent in order (pipelined).
+    pub commands: Vec<Command>,
+    /// jid → error for every job not pushed so far.
+    pub refused: BTreeMap<String, String>,
+}
+
+impl PushBulkPlan {
+    /// Validates `jobs` and splits the valid ones into PUSHB commands.
+    pub fn new(jobs: impl IntoIterator<Item = Job>) -> Self {
+        let mut refused = BTreeMap::new();
+        let mut valid = Vec::new();
+        for job in jobs {
+            match job.validate() {
+                Ok(()) => valid.push(job),
+                Err(e) => {
+                    refused.insert(job.jid.clone(), e.to_string());
+                }
+            }
+        }
+        PushBulkPlan {
+            commands: push_bulk_commands(valid),
+            refused,
+        }
+    }
+
+    /// Adds the jobs one PUSHB reply refused.
+    pub fn absorb(&mut self, result: Result<Reply, ServerError>) -> Result<(), ReplyError> {
+        self.refused.extend(expect_push_bulk(result)?);
+        Ok(())
+    }
+}
+
 /// A queue selector from names, where a first name `*` means every queue.
 pub fn queue_selector<S: AsRef<str>>(names: &[S]) -> QueueSelector {
     match names.first() {
@@ -267,6 +305,26 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![1000, 1000, 500]);
         assert!(push_bulk_commands(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn push_bulk_plan_refuses_invalid_jobs_locally() {
+        let mut bad = Job::new("X", vec![]);
+        bad.jid = "short".into();
+        let mut jobs = vec![bad];
+        jobs.extend((0..1500).map(|_| Job::new("X", vec![])));
+        let mut plan = PushBulkPlan::new(jobs);
+        assert_eq!(plan.commands.len(), 2);
+        assert_eq!(plan.refused.len(), 1);
+        assert!(plan.refused.contains_key("short"));
+        let mut from_server = BTreeMap::new();
+        from_server.insert(
+            "abcdefghij".to_owned(),
+            "NOTUNIQUE Job not unique".to_owned(),
+        );
+        plan.absorb(Ok(Reply::PushBulk(from_server))).unwrap();
+        assert_eq!(plan.refused.len(), 2);
+        assert!(plan.absorb(Ok(Reply::Ok)).is_err());
     }
 
     #[test]
