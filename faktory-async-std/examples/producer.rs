@@ -1,7 +1,7 @@
 //! A producer on async-std: pushes one job, a scheduled job and a batch of jobs.
 //!
 //! ```sh
-//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-async-std --example producer
+//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-async-std --example async_std_producer
 //! ```
 #![allow(clippy::print_stdout)]
 

@@ -3,7 +3,7 @@
 //! says goodbye to the server. Handlers and sockets run on smol's executor.
 //!
 //! ```sh
-//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-async-std --example worker
+//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-async-std --example async_std_worker
 //! ```
 #![allow(clippy::print_stdout)]
 

@@ -15,13 +15,9 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use bytes::{Buf, Bytes};
 use faktory_proto::adapter::WorkerSettings;
-use faktory_proto::config::ServerUrl;
-use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::ops;
-use faktory_proto::worker::{
-    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
-};
+use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::{Stream, future};
 use tracing::Instrument;
@@ -82,6 +78,8 @@ impl Default for WorkerBuilder {
 }
 
 impl WorkerBuilder {
+    faktory_proto::__worker_builder_setters!();
+
     /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
     /// grace period) and the server from the environment.
     pub fn new() -> Self {
@@ -138,66 +136,6 @@ impl WorkerBuilder {
         self
     }
 
-    /// How many jobs run at once.
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.settings.config.concurrency = n;
-        self
-    }
-
-    /// Fetch from these queues in strict priority order.
-    pub fn queues<I, S>(mut self, queues: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.settings.config.queues = Queues::strict(queues);
-        self
-    }
-
-    /// Fetch from these queues in a random order weighted per FETCH.
-    pub fn weighted_queues<I, S>(mut self, queues: I) -> Self
-    where
-        I: IntoIterator<Item = (S, u32)>,
-        S: Into<String>,
-    {
-        self.settings.config.queues = Queues::weighted(queues);
-        self
-    }
-
-    /// Labels shown on the Web UI's Busy page.
-    pub fn labels<I, S>(mut self, labels: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.settings.config.labels = labels.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Hostname shown on the Busy page (default: this machine's).
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.settings.config.hostname = Some(hostname.into());
-        self
-    }
-
-    /// The worker id (default: a random one per worker).
-    pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.settings.config.wid = Some(wid.into());
-        self
-    }
-
-    /// How long running jobs may finish after terminate or shutdown (default 25 s).
-    pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.settings.config.grace_period = grace;
-        self
-    }
-
-    /// BEAT interval (default 15 s).
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.settings.config.heartbeat_interval = interval;
-        self
-    }
-
     /// When this future completes, the worker shuts down gracefully (a [`CancellationToken`]'s
     /// `cancelled_owned()`, a signal handler's future, …).
     pub fn shutdown_signal<F>(mut self, signal: F) -> Self
@@ -205,24 +143,6 @@ impl WorkerBuilder {
         F: Future<Output = ()> + Send + 'static,
     {
         self.shutdown = Some(Box::pin(signal));
-        self
-    }
-
-    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
-    pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.settings.url = Some(ServerUrl::parse(url)?);
-        Ok(self)
-    }
-
-    /// The password (overrides one in the URL).
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.settings.password = Some(Password::new(password));
-        self
-    }
-
-    /// TCP, TLS and handshake timeout per connection (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
         self
     }
 
@@ -236,12 +156,6 @@ impl WorkerBuilder {
     /// Where handlers and socket tasks run (default: [`Spawner::global`]).
     pub fn spawner(mut self, spawner: Spawner) -> Self {
         self.spawner = spawner;
-        self
-    }
-
-    /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
-    pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
-        f(&mut self.settings.config);
         self
     }
 

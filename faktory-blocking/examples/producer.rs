@@ -1,7 +1,7 @@
 //! A producer: pushes one job, a scheduled job and a batch of jobs, from plain blocking code.
 //!
 //! ```sh
-//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-blocking --example producer
+//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-blocking --example blocking_producer
 //! ```
 #![allow(clippy::print_stdout)]
 

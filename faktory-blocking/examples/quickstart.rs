@@ -6,8 +6,8 @@
 //! a tokio runtime of its own: the example's dev-dependency, not the library's) and says so.
 //!
 //! ```sh
-//! cargo run --release -p faktory-blocking --example quickstart
-//! FAKTORY_URL=tcp://localhost:7419 cargo run --release -p faktory-blocking --example quickstart
+//! cargo run --release -p faktory-blocking --example blocking_quickstart
+//! FAKTORY_URL=tcp://localhost:7419 cargo run --release -p faktory-blocking --example blocking_quickstart
 //! ```
 #![allow(
     clippy::print_stdout,

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! ```sh
-//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-blocking --example worker
+//! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-blocking --example blocking_worker
 //! ```
 #![allow(clippy::print_stdout)]
 

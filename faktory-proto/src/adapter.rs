@@ -249,6 +249,176 @@ impl WorkerSettings {
     }
 }
 
+/// Generates the `WorkerBuilder` setters every adapter shares, on a builder that holds a
+/// [`WorkerSettings`] in a field named `settings` (runtime-specific setters such as the shutdown
+/// signal, the spawner or TLS stay in each adapter).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __worker_builder_setters {
+    () => {
+        /// How many jobs run at once.
+        pub fn concurrency(mut self, n: usize) -> Self {
+            self.settings.config.concurrency = n;
+            self
+        }
+
+        /// Fetch from these queues in strict priority order.
+        pub fn queues<I, S>(mut self, queues: I) -> Self
+        where
+            I: ::std::iter::IntoIterator<Item = S>,
+            S: ::std::convert::Into<::std::string::String>,
+        {
+            self.settings.config.queues = $crate::worker::Queues::strict(queues);
+            self
+        }
+
+        /// Fetch from these queues in a random order weighted per FETCH.
+        pub fn weighted_queues<I, S>(mut self, queues: I) -> Self
+        where
+            I: ::std::iter::IntoIterator<Item = (S, u32)>,
+            S: ::std::convert::Into<::std::string::String>,
+        {
+            self.settings.config.queues = $crate::worker::Queues::weighted(queues);
+            self
+        }
+
+        /// Labels shown on the Web UI's Busy page.
+        pub fn labels<I, S>(mut self, labels: I) -> Self
+        where
+            I: ::std::iter::IntoIterator<Item = S>,
+            S: ::std::convert::Into<::std::string::String>,
+        {
+            self.settings.config.labels =
+                labels.into_iter().map(::std::convert::Into::into).collect();
+            self
+        }
+
+        /// Hostname shown on the Busy page (default: this machine's).
+        pub fn hostname(
+            mut self,
+            hostname: impl ::std::convert::Into<::std::string::String>,
+        ) -> Self {
+            self.settings.config.hostname = Some(hostname.into());
+            self
+        }
+
+        /// The worker id (default: a random one per worker).
+        pub fn wid(mut self, wid: impl ::std::convert::Into<::std::string::String>) -> Self {
+            self.settings.config.wid = Some(wid.into());
+            self
+        }
+
+        /// How long running jobs may finish after terminate or shutdown (default 25 s).
+        pub fn grace_period(mut self, grace: ::std::time::Duration) -> Self {
+            self.settings.config.grace_period = grace;
+            self
+        }
+
+        /// BEAT interval (default 15 s).
+        pub fn heartbeat_interval(mut self, interval: ::std::time::Duration) -> Self {
+            self.settings.config.heartbeat_interval = interval;
+            self
+        }
+
+        /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
+        pub fn url(mut self, url: &str) -> ::std::result::Result<Self, $crate::adapter::Error> {
+            self.settings.url = Some($crate::config::ServerUrl::parse(url)?);
+            Ok(self)
+        }
+
+        /// The password (overrides one in the URL).
+        pub fn password(
+            mut self,
+            password: impl ::std::convert::Into<::std::string::String>,
+        ) -> Self {
+            self.settings.password = Some($crate::handshake::Password::new(password));
+            self
+        }
+
+        /// TCP, TLS and handshake timeout per connection (default 10 s).
+        pub fn connect_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
+        pub fn config(
+            mut self,
+            f: impl ::std::ops::FnOnce(&mut $crate::worker::WorkerConfig),
+        ) -> Self {
+            f(&mut self.settings.config);
+            self
+        }
+    };
+}
+
+/// Generates the `ClientBuilder` setters every adapter shares, on a builder that holds a
+/// [`ClientSettings`] in a field named `settings`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __client_builder_setters {
+    () => {
+        /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
+        pub fn url(mut self, url: &str) -> ::std::result::Result<Self, $crate::adapter::Error> {
+            self.settings.set_url(url)?;
+            Ok(self)
+        }
+
+        /// The server, already parsed.
+        pub fn server_url(mut self, url: $crate::config::ServerUrl) -> Self {
+            self.settings.url = Some(url);
+            self
+        }
+
+        /// The password (overrides one in the URL).
+        pub fn password(
+            mut self,
+            password: impl ::std::convert::Into<::std::string::String>,
+        ) -> Self {
+            self.settings.set_password(password);
+            self
+        }
+
+        /// Say HELLO with this worker id, for the consumer commands ([`Client::fetch`], [`Client::beat`]).
+        pub fn wid(mut self, wid: impl ::std::convert::Into<::std::string::String>) -> Self {
+            self.settings.options.wid = Some(wid.into());
+            self
+        }
+
+        /// Hostname reported in HELLO (consumers).
+        pub fn hostname(
+            mut self,
+            hostname: impl ::std::convert::Into<::std::string::String>,
+        ) -> Self {
+            self.settings.options.hostname = Some(hostname.into());
+            self
+        }
+
+        /// Labels reported in HELLO (consumers).
+        pub fn labels<I, S>(mut self, labels: I) -> Self
+        where
+            I: ::std::iter::IntoIterator<Item = S>,
+            S: ::std::convert::Into<::std::string::String>,
+        {
+            self.settings.options.labels =
+                labels.into_iter().map(::std::convert::Into::into).collect();
+            self
+        }
+
+        /// TCP (and TLS) connect timeout, also the handshake timeout.
+        pub fn connect_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.settings.connect_timeout = timeout;
+            self
+        }
+
+        /// How long a request may wait for its reply (and, when reconnecting, for a connection).
+        pub fn request_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.settings.set_request_timeout(timeout);
+            self
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use faktory_proto::ServerError;
 use faktory_proto::adapter::ClientSettings;
@@ -12,7 +11,6 @@ use faktory_proto::command::{
     Ack, BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
     WorkerState,
 };
-use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 use faktory_proto::job::Job;
 use faktory_proto::ops;
@@ -68,61 +66,11 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
+    faktory_proto::__client_builder_setters!();
+
     /// A builder with the defaults: the server from the environment, 10 s timeouts.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
-    pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.settings.set_url(url)?;
-        Ok(self)
-    }
-
-    /// The server, already parsed.
-    pub fn server_url(mut self, url: ServerUrl) -> Self {
-        self.settings.url = Some(url);
-        self
-    }
-
-    /// The password (overrides one in the URL).
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.settings.set_password(password);
-        self
-    }
-
-    /// Say HELLO with this worker id, for the consumer commands ([`Client::fetch`], [`Client::beat`]).
-    pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.settings.options.wid = Some(wid.into());
-        self
-    }
-
-    /// Hostname reported in HELLO (consumers).
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.settings.options.hostname = Some(hostname.into());
-        self
-    }
-
-    /// Labels reported in HELLO (consumers).
-    pub fn labels<I, S>(mut self, labels: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.settings.options.labels = labels.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// TCP (and TLS) connect timeout, also the handshake timeout.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// How long a request may wait for its reply (and, when reconnecting, for a connection).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.set_request_timeout(timeout);
-        self
     }
 
     /// How certificates are verified on `tcp+tls://` (webpki roots by default).

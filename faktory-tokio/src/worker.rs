@@ -13,13 +13,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use faktory_proto::adapter::WorkerSettings;
-use faktory_proto::config::ServerUrl;
-use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::ops;
-use faktory_proto::worker::{
-    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
-};
+use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -80,6 +76,8 @@ impl Default for WorkerBuilder {
 }
 
 impl WorkerBuilder {
+    faktory_proto::__worker_builder_setters!();
+
     /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
     /// grace period) and the server from the environment.
     pub fn new() -> Self {
@@ -134,66 +132,6 @@ impl WorkerBuilder {
         self
     }
 
-    /// How many jobs run at once.
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.settings.config.concurrency = n;
-        self
-    }
-
-    /// Fetch from these queues in strict priority order.
-    pub fn queues<I, S>(mut self, queues: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.settings.config.queues = Queues::strict(queues);
-        self
-    }
-
-    /// Fetch from these queues in a random order weighted per FETCH.
-    pub fn weighted_queues<I, S>(mut self, queues: I) -> Self
-    where
-        I: IntoIterator<Item = (S, u32)>,
-        S: Into<String>,
-    {
-        self.settings.config.queues = Queues::weighted(queues);
-        self
-    }
-
-    /// Labels shown on the Web UI's Busy page.
-    pub fn labels<I, S>(mut self, labels: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.settings.config.labels = labels.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Hostname shown on the Busy page (default: this machine's).
-    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
-        self.settings.config.hostname = Some(hostname.into());
-        self
-    }
-
-    /// The worker id (default: a random one per worker).
-    pub fn wid(mut self, wid: impl Into<String>) -> Self {
-        self.settings.config.wid = Some(wid.into());
-        self
-    }
-
-    /// How long running jobs may finish after terminate or shutdown (default 25 s).
-    pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.settings.config.grace_period = grace;
-        self
-    }
-
-    /// BEAT interval (default 15 s).
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.settings.config.heartbeat_interval = interval;
-        self
-    }
-
     /// When this future completes, the worker shuts down gracefully (a `CancellationToken`'s
     /// `cancelled_owned()`, `tokio::signal::ctrl_c()`, …).
     pub fn shutdown_signal<F>(mut self, signal: F) -> Self
@@ -204,34 +142,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
-    pub fn url(mut self, url: &str) -> Result<Self, Error> {
-        self.settings.url = Some(ServerUrl::parse(url)?);
-        Ok(self)
-    }
-
-    /// The password (overrides one in the URL).
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.settings.password = Some(Password::new(password));
-        self
-    }
-
-    /// TCP, TLS and handshake timeout per connection (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
     /// How certificates are verified on `tcp+tls://` (webpki roots by default).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::transport::TlsConfig) -> Self {
         self.tls = tls;
-        self
-    }
-
-    /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
-    pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
-        f(&mut self.settings.config);
         self
     }
 
