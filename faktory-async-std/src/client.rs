@@ -7,11 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use faktory_proto::ServerError;
 use faktory_proto::adapter::ClientSettings;
 use faktory_proto::client::{ClientOptions, Reply};
-use faktory_proto::command::{
-    Ack, BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
-    WorkerState,
-};
-use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+use faktory_proto::command::Command;
 use faktory_proto::job::Job;
 use faktory_proto::ops;
 
@@ -178,14 +174,6 @@ impl Client {
         rx.recv().await.map_err(|_| Error::Closed)?
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub async fn push(&self, job: Job) -> Result<(), Error> {
-        job.validate()?;
-        Ok(ops::expect_ok(
-            self.call(Command::Push(Box::new(job))).await?,
-        )?)
-    }
-
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
     /// the jobs that were refused (empty when all were pushed); jobs that fail local validation are
     /// reported there too and not sent.
@@ -204,157 +192,7 @@ impl Client {
         Ok(plan.refused)
     }
 
-    /// Server statistics.
-    pub async fn info(&self) -> Result<Info, Error> {
-        Ok(ops::expect_json(self.call(Command::Info).await?)?)
-    }
-
-    /// Deletes every job, queue and set on the server.
-    pub async fn flush(&self) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Flush).await?)?)
-    }
-
-    /// Pauses queues (`["*"]`: all of them): FETCH skips them, pushes still land.
-    pub async fn queue_pause<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::QueuePause(ops::queue_selector(queues)))
-                .await?,
-        )?)
-    }
-
-    /// Resumes paused queues (`["*"]`: all of them).
-    pub async fn queue_resume<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::QueueResume(ops::queue_selector(queues)))
-                .await?,
-        )?)
-    }
-
-    /// Deletes queues and all their jobs (`["*"]`: all of them).
-    pub async fn queue_remove<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::QueueRemove(ops::queue_selector(queues)))
-                .await?,
-        )?)
-    }
-
-    /// Seconds since the oldest job of each queue was enqueued (0 for empty or unknown queues).
-    pub async fn queue_latency<S: AsRef<str>>(&self, queues: &[S]) -> Result<QueueLatency, Error> {
-        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
-        Ok(ops::expect_json(
-            self.call(Command::QueueLatency(names)).await?,
-        )?)
-    }
-
-    /// Runs a MUTATE command on the retry, scheduled or dead set.
-    pub async fn mutate(&self, mutation: Mutation) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Mutate(mutation)).await?)?)
-    }
-
-    /// MUTATE shorthand: `op` on `target`, restricted by `filter` (`None`: every job).
-    pub async fn mutate_set(
-        &self,
-        op: MutateOp,
-        target: MutateTarget,
-        filter: Option<MutateFilter>,
-    ) -> Result<(), Error> {
-        self.mutate(Mutation {
-            cmd: op,
-            target,
-            filter,
-        })
-        .await
-    }
-
-    /// Creates a batch (Enterprise) and returns its BID. Push its jobs with `custom.bid` set (see
-    /// [`Client::push_in_batch`]), then [`Client::batch_commit`].
-    pub async fn batch_new(&self, batch: BatchNew) -> Result<String, Error> {
-        Ok(ops::expect_text(
-            self.call(Command::BatchNew(batch)).await?,
-        )?)
-    }
-
-    /// Reopens a batch to add jobs (Enterprise).
-    pub async fn batch_open(&self, bid: &str) -> Result<String, Error> {
-        Ok(ops::expect_text(
-            self.call(Command::BatchOpen(bid.to_owned())).await?,
-        )?)
-    }
-
-    /// Commits a batch (Enterprise): its callbacks can fire once its jobs are done.
-    pub async fn batch_commit(&self, bid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::BatchCommit(bid.to_owned())).await?,
-        )?)
-    }
-
-    /// A batch's status (Enterprise).
-    pub async fn batch_status(&self, bid: &str) -> Result<BatchStatus, Error> {
-        Ok(ops::expect_json(
-            self.call(Command::BatchStatus(bid.to_owned())).await?,
-        )?)
-    }
-
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub async fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
-        job.custom
-            .get_or_insert_with(Default::default)
-            .insert("bid".into(), serde_json::Value::String(bid.to_owned()));
-        self.push(job).await
-    }
-
-    /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
-    pub async fn track_get(&self, jid: &str) -> Result<TrackInfo, Error> {
-        Ok(ops::expect_json(
-            self.call(Command::TrackGet(jid.to_owned())).await?,
-        )?)
-    }
-
-    /// Updates a tracked job's progress (Enterprise).
-    pub async fn track_set(&self, track: TrackSet) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::TrackSet(track)).await?)?)
-    }
-
-    /// FETCH one job from `queues` (in priority order); `None` when they stay empty for ~2 s.
-    /// Every fetched job must be ACKed or FAILed. The FETCH blocks the connection while it waits:
-    /// use a separate `Client` for fetching if you also push.
-    pub async fn fetch<S: AsRef<str>>(&self, queues: &[S]) -> Result<Option<Job>, Error> {
-        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
-        Ok(ops::expect_job(self.call(Command::Fetch(names)).await?)?)
-    }
-
-    /// ACK a fetched job.
-    pub async fn ack(&self, jid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::Ack(Ack {
-                jid: jid.to_owned(),
-            }))
-            .await?,
-        )?)
-    }
-
-    /// FAIL a fetched job (the server retries it per its `retry`).
-    pub async fn fail(&self, fail: Fail) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Fail(fail)).await?)?)
-    }
-
-    /// BEAT for this client's wid (set with [`ClientBuilder::wid`]): `None` while running, else the
-    /// state the server asks for (quiet or terminate).
-    pub async fn beat(
-        &self,
-        rss_kb: Option<u64>,
-        current_state: Option<WorkerState>,
-    ) -> Result<Option<WorkerState>, Error> {
-        let wid = self.shared.wid.clone().ok_or(Error::Usage(
-            "beat needs a client built with ClientBuilder::wid",
-        ))?;
-        let beat = Beat {
-            wid,
-            rss_kb,
-            current_state,
-        };
-        Ok(ops::expect_beat(self.call(Command::Beat(beat)).await?)?)
-    }
+    faktory_proto::__client_methods!(async; .await);
 
     /// Sends END and closes the connection; later calls fail with [`Error::Closed`].
     pub async fn close(&self) -> Result<(), Error> {

@@ -18,11 +18,7 @@ use std::time::Duration;
 use faktory_proto::ServerError;
 use faktory_proto::adapter::ClientSettings;
 use faktory_proto::client::{ClientOptions, Reply};
-use faktory_proto::command::{
-    Ack, BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
-    WorkerState,
-};
-use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+use faktory_proto::command::Command;
 use faktory_proto::job::Job;
 use faktory_proto::ops;
 
@@ -214,12 +210,6 @@ impl Client {
         self.wait(&rx)
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub fn push(&self, job: Job) -> Result<(), Error> {
-        job.validate()?;
-        Ok(ops::expect_ok(self.call(Command::Push(Box::new(job)))?)?)
-    }
-
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
     /// the jobs that were refused (empty when all were pushed); jobs that fail local validation are
     /// reported there too and not sent.
@@ -238,146 +228,7 @@ impl Client {
         Ok(plan.refused)
     }
 
-    /// Server statistics.
-    pub fn info(&self) -> Result<Info, Error> {
-        Ok(ops::expect_json(self.call(Command::Info)?)?)
-    }
-
-    /// Deletes every job, queue and set on the server.
-    pub fn flush(&self) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Flush)?)?)
-    }
-
-    /// Pauses queues (`["*"]`: all of them): FETCH skips them, pushes still land.
-    pub fn queue_pause<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::QueuePause(ops::queue_selector(queues)))?,
-        )?)
-    }
-
-    /// Resumes paused queues (`["*"]`: all of them).
-    pub fn queue_resume<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::QueueResume(
-            ops::queue_selector(queues),
-        ))?)?)
-    }
-
-    /// Deletes queues and all their jobs (`["*"]`: all of them).
-    pub fn queue_remove<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::QueueRemove(
-            ops::queue_selector(queues),
-        ))?)?)
-    }
-
-    /// Seconds since the oldest job of each queue was enqueued (0 for empty or unknown queues).
-    pub fn queue_latency<S: AsRef<str>>(&self, queues: &[S]) -> Result<QueueLatency, Error> {
-        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
-        Ok(ops::expect_json(self.call(Command::QueueLatency(names))?)?)
-    }
-
-    /// Runs a MUTATE command on the retry, scheduled or dead set.
-    pub fn mutate(&self, mutation: Mutation) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Mutate(mutation))?)?)
-    }
-
-    /// MUTATE shorthand: `op` on `target`, restricted by `filter` (`None`: every job).
-    pub fn mutate_set(
-        &self,
-        op: MutateOp,
-        target: MutateTarget,
-        filter: Option<MutateFilter>,
-    ) -> Result<(), Error> {
-        self.mutate(Mutation {
-            cmd: op,
-            target,
-            filter,
-        })
-    }
-
-    /// Creates a batch (Enterprise) and returns its BID. Push its jobs with `custom.bid` set (see
-    /// [`Client::push_in_batch`]), then [`Client::batch_commit`].
-    pub fn batch_new(&self, batch: BatchNew) -> Result<String, Error> {
-        Ok(ops::expect_text(self.call(Command::BatchNew(batch))?)?)
-    }
-
-    /// Reopens a batch to add jobs (Enterprise).
-    pub fn batch_open(&self, bid: &str) -> Result<String, Error> {
-        Ok(ops::expect_text(
-            self.call(Command::BatchOpen(bid.to_owned()))?,
-        )?)
-    }
-
-    /// Commits a batch (Enterprise): its callbacks can fire once its jobs are done.
-    pub fn batch_commit(&self, bid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(
-            self.call(Command::BatchCommit(bid.to_owned()))?,
-        )?)
-    }
-
-    /// A batch's status (Enterprise).
-    pub fn batch_status(&self, bid: &str) -> Result<BatchStatus, Error> {
-        Ok(ops::expect_json(
-            self.call(Command::BatchStatus(bid.to_owned()))?,
-        )?)
-    }
-
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
-        job.custom
-            .get_or_insert_with(Default::default)
-            .insert("bid".into(), serde_json::Value::String(bid.to_owned()));
-        self.push(job)
-    }
-
-    /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
-    pub fn track_get(&self, jid: &str) -> Result<TrackInfo, Error> {
-        Ok(ops::expect_json(
-            self.call(Command::TrackGet(jid.to_owned()))?,
-        )?)
-    }
-
-    /// Updates a tracked job's progress (Enterprise).
-    pub fn track_set(&self, track: TrackSet) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::TrackSet(track))?)?)
-    }
-
-    /// FETCH one job from `queues` (in priority order); `None` when they stay empty for ~2 s.
-    /// Every fetched job must be ACKed or FAILed. The FETCH blocks the connection while it waits:
-    /// use a separate `Client` for fetching if you also push.
-    pub fn fetch<S: AsRef<str>>(&self, queues: &[S]) -> Result<Option<Job>, Error> {
-        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
-        Ok(ops::expect_job(self.call(Command::Fetch(names))?)?)
-    }
-
-    /// ACK a fetched job.
-    pub fn ack(&self, jid: &str) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Ack(Ack {
-            jid: jid.to_owned(),
-        }))?)?)
-    }
-
-    /// FAIL a fetched job (the server retries it per its `retry`).
-    pub fn fail(&self, fail: Fail) -> Result<(), Error> {
-        Ok(ops::expect_ok(self.call(Command::Fail(fail))?)?)
-    }
-
-    /// BEAT for this client's wid (set with [`ClientBuilder::wid`]): `None` while running, else the
-    /// state the server asks for (quiet or terminate).
-    pub fn beat(
-        &self,
-        rss_kb: Option<u64>,
-        current_state: Option<WorkerState>,
-    ) -> Result<Option<WorkerState>, Error> {
-        let wid = self.shared.wid.clone().ok_or(Error::Usage(
-            "beat needs a client built with ClientBuilder::wid",
-        ))?;
-        let beat = Beat {
-            wid,
-            rss_kb,
-            current_state,
-        };
-        Ok(ops::expect_beat(self.call(Command::Beat(beat))?)?)
-    }
+    faktory_proto::__client_methods!(;);
 
     /// Sends END and closes the connection; later calls fail with [`Error::Closed`].
     pub fn close(&self) -> Result<(), Error> {

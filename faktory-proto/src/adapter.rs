@@ -419,6 +419,176 @@ macro_rules! __client_builder_setters {
     };
 }
 
+/// Generates the request methods of a `Client` (push, info, queues, mutate, batches, tracking,
+/// consumer commands) for every adapter: `__client_methods!(async; .await)` for the async ones,
+/// `__client_methods!(;)` for the blocking one. The client must have
+/// `fn call(&self, Command) -> Result<Result<Reply, ServerError>, Error>` (async or not) and a
+/// `shared.wid: Option<String>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __client_methods {
+    ($($async:ident)?; $($await:tt)*) => {
+    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
+    pub $($async)? fn push(&self, job: $crate::job::Job) -> ::std::result::Result<(), $crate::adapter::Error> {
+        job.validate()?;
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::Push(Box::new(job)))$($await)*?,
+        )?)
+    }
+
+    /// Server statistics.
+    pub $($async)? fn info(&self) -> ::std::result::Result<$crate::info::Info, $crate::adapter::Error> {
+        Ok($crate::ops::expect_json(self.call($crate::command::Command::Info)$($await)*?)?)
+    }
+
+    /// Deletes every job, queue and set on the server.
+    pub $($async)? fn flush(&self) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(self.call($crate::command::Command::Flush)$($await)*?)?)
+    }
+
+    /// Pauses queues (`["*"]`: all of them): FETCH skips them, pushes still land.
+    pub $($async)? fn queue_pause<S: AsRef<str>>(&self, queues: &[S]) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::QueuePause($crate::ops::queue_selector(queues)))
+                $($await)*?,
+        )?)
+    }
+
+    /// Resumes paused queues (`["*"]`: all of them).
+    pub $($async)? fn queue_resume<S: AsRef<str>>(&self, queues: &[S]) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::QueueResume($crate::ops::queue_selector(queues)))
+                $($await)*?,
+        )?)
+    }
+
+    /// Deletes queues and all their jobs (`["*"]`: all of them).
+    pub $($async)? fn queue_remove<S: AsRef<str>>(&self, queues: &[S]) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::QueueRemove($crate::ops::queue_selector(queues)))
+                $($await)*?,
+        )?)
+    }
+
+    /// Seconds since the oldest job of each queue was enqueued (0 for empty or unknown queues).
+    pub $($async)? fn queue_latency<S: AsRef<str>>(&self, queues: &[S]) -> ::std::result::Result<$crate::info::QueueLatency, $crate::adapter::Error> {
+        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
+        Ok($crate::ops::expect_json(
+            self.call($crate::command::Command::QueueLatency(names))$($await)*?,
+        )?)
+    }
+
+    /// Runs a MUTATE command on the retry, scheduled or dead set.
+    pub $($async)? fn mutate(&self, mutation: $crate::command::Mutation) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(self.call($crate::command::Command::Mutate(mutation))$($await)*?)?)
+    }
+
+    /// MUTATE shorthand: `op` on `target`, restricted by `filter` (`None`: every job).
+    pub $($async)? fn mutate_set(
+        &self,
+        op: $crate::command::MutateOp,
+        target: $crate::command::MutateTarget,
+        filter: Option<$crate::command::MutateFilter>,
+    ) -> ::std::result::Result<(), $crate::adapter::Error> {
+        self.mutate($crate::command::Mutation {
+            cmd: op,
+            target,
+            filter,
+        })
+        $($await)*
+    }
+
+    /// Creates a batch (Enterprise) and returns its BID. Push its jobs with `custom.bid` set (see
+    /// [`Client::push_in_batch`]), then [`Client::batch_commit`].
+    pub $($async)? fn batch_new(&self, batch: $crate::command::BatchNew) -> ::std::result::Result<String, $crate::adapter::Error> {
+        Ok($crate::ops::expect_text(
+            self.call($crate::command::Command::BatchNew(batch))$($await)*?,
+        )?)
+    }
+
+    /// Reopens a batch to add jobs (Enterprise).
+    pub $($async)? fn batch_open(&self, bid: &str) -> ::std::result::Result<String, $crate::adapter::Error> {
+        Ok($crate::ops::expect_text(
+            self.call($crate::command::Command::BatchOpen(bid.to_owned()))$($await)*?,
+        )?)
+    }
+
+    /// Commits a batch (Enterprise): its callbacks can fire once its jobs are done.
+    pub $($async)? fn batch_commit(&self, bid: &str) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::BatchCommit(bid.to_owned()))$($await)*?,
+        )?)
+    }
+
+    /// A batch's status (Enterprise).
+    pub $($async)? fn batch_status(&self, bid: &str) -> ::std::result::Result<$crate::info::BatchStatus, $crate::adapter::Error> {
+        Ok($crate::ops::expect_json(
+            self.call($crate::command::Command::BatchStatus(bid.to_owned()))$($await)*?,
+        )?)
+    }
+
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
+    pub $($async)? fn push_in_batch(&self, bid: &str, mut job: $crate::job::Job) -> ::std::result::Result<(), $crate::adapter::Error> {
+        $crate::ops::join_batch(&mut job, bid);
+        self.push(job)$($await)*
+    }
+
+    /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
+    pub $($async)? fn track_get(&self, jid: &str) -> ::std::result::Result<$crate::info::TrackInfo, $crate::adapter::Error> {
+        Ok($crate::ops::expect_json(
+            self.call($crate::command::Command::TrackGet(jid.to_owned()))$($await)*?,
+        )?)
+    }
+
+    /// Updates a tracked job's progress (Enterprise).
+    pub $($async)? fn track_set(&self, track: $crate::command::TrackSet) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(self.call($crate::command::Command::TrackSet(track))$($await)*?)?)
+    }
+
+    /// FETCH one job from `queues` (in priority order); `None` when they stay empty for ~2 s.
+    /// Every fetched job must be ACKed or FAILed. The FETCH blocks the connection while it waits:
+    /// use a separate `Client` for fetching if you also push.
+    pub $($async)? fn fetch<S: AsRef<str>>(&self, queues: &[S]) -> ::std::result::Result<Option<$crate::job::Job>, $crate::adapter::Error> {
+        let names = queues.iter().map(|s| s.as_ref().to_owned()).collect();
+        Ok($crate::ops::expect_job(self.call($crate::command::Command::Fetch(names))$($await)*?)?)
+    }
+
+    /// ACK a fetched job.
+    pub $($async)? fn ack(&self, jid: &str) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(
+            self.call($crate::command::Command::Ack($crate::command::Ack {
+                jid: jid.to_owned(),
+            }))
+            $($await)*?,
+        )?)
+    }
+
+    /// FAIL a fetched job (the server retries it per its `retry`).
+    pub $($async)? fn fail(&self, fail: $crate::command::Fail) -> ::std::result::Result<(), $crate::adapter::Error> {
+        Ok($crate::ops::expect_ok(self.call($crate::command::Command::Fail(fail))$($await)*?)?)
+    }
+
+    /// BEAT for this client's wid (set with [`ClientBuilder::wid`]): `None` while running, else the
+    /// state the server asks for (quiet or terminate).
+    pub $($async)? fn beat(
+        &self,
+        rss_kb: Option<u64>,
+        current_state: Option<$crate::command::WorkerState>,
+    ) -> ::std::result::Result<Option<$crate::command::WorkerState>, $crate::adapter::Error> {
+        let wid = self.shared.wid.clone().ok_or($crate::adapter::Error::Usage(
+            "beat needs a client built with ClientBuilder::wid",
+        ))?;
+        let beat = $crate::command::Beat {
+            wid,
+            rss_kb,
+            current_state,
+        };
+        Ok($crate::ops::expect_beat(self.call($crate::command::Command::Beat(beat))$($await)*?)?)
+    }
+
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,6 +172,13 @@ impl PushBulkPlan {
     }
 }
 
+/// Makes `job` a member of batch `bid` (Enterprise): sets `custom.bid`.
+pub fn join_batch(job: &mut Job, bid: &str) {
+    job.custom
+        .get_or_insert_with(Default::default)
+        .insert("bid".into(), serde_json::Value::String(bid.to_owned()));
+}
+
 /// A queue selector from names, where a first name `*` means every queue.
 pub fn queue_selector<S: AsRef<str>>(names: &[S]) -> QueueSelector {
     match names.first() {
