@@ -4,7 +4,6 @@
 //! caller that is waiting for it. Concurrent calls share the connection by pipelining: every request
 //! waiting in the channel is encoded into one write. All protocol decisions are the machine's.
 
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,11 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use bytes::{Buf, Bytes};
-use faktory_proto::ServerError;
+use faktory_proto::adapter::Calls;
 use faktory_proto::backoff::{Backoff, BackoffConfig};
-use faktory_proto::client::{
-    ClientOptions, Connection, ConnectionError, Event, Reply, RequestId, SendError,
-};
+use faktory_proto::client::{ClientOptions, Connection, ConnectionError, Event, Reply};
 use faktory_proto::command::Command;
 use faktory_proto::ops;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -27,7 +24,7 @@ use crate::rt;
 use crate::transport::{BoxStream, Target};
 
 /// What a call gets back: the server's reply (or its error), or why there was none.
-pub(crate) type CallResult = Result<Result<Reply, ServerError>, Error>;
+pub(crate) use faktory_proto::adapter::CallResult;
 
 /// Where a call's reply goes (a channel of capacity 1, used once).
 pub(crate) type ReplyTx = async_channel::Sender<CallResult>;
@@ -123,11 +120,6 @@ impl Connector {
     }
 }
 
-struct Waiter {
-    verb: &'static str,
-    tx: ReplyTx,
-}
-
 /// A handshaken connection and its socket.
 pub(crate) struct Live {
     /// Boxed: the machine is large, and every future that holds a `Live` would carry it.
@@ -138,8 +130,7 @@ pub(crate) struct Live {
     /// Bytes were written since the last flush (TLS and user streams may buffer).
     needs_flush: bool,
     timer: Timer,
-    pending: HashMap<RequestId, Waiter>,
-    closing: Option<ReplyTx>,
+    calls: Calls<ReplyTx>,
 }
 
 #[allow(clippy::large_enum_variant)] // a short-lived stack value, moved once
@@ -157,8 +148,7 @@ impl Live {
             out: Bytes::new(),
             needs_flush: false,
             timer: Timer::never(),
-            pending: HashMap::new(),
-            closing: None,
+            calls: Calls::new(),
         }
     }
 
@@ -250,61 +240,27 @@ impl Live {
 
     fn submit(&mut self, request: Request) {
         let Request { command, reply } = request;
-        let verb = command.verb();
-        match self.conn.send(&command, Instant::now()) {
-            Ok(id) => {
-                if !command.expects_reply() {
-                    self.closing = Some(reply);
-                } else {
-                    self.pending.insert(id, Waiter { verb, tx: reply });
-                }
-            }
-            Err(SendError::Encode(e)) => {
-                let _ = reply.try_send(Err(Error::Encode(e)));
-            }
-            Err(_) => {
-                let _ = reply.try_send(Err(Error::Connection(ConnectionError::Eof)));
-            }
+        if let Some((w, r)) = self
+            .calls
+            .submit(&mut self.conn, &command, reply, Instant::now())
+        {
+            let _ = w.try_send(r);
         }
     }
 
     /// Hands out replies; returns `false` once the connection is finished.
     fn dispatch(&mut self) -> bool {
-        while let Some(event) = self.conn.poll_event() {
-            match event {
-                Event::Reply { id, result } => {
-                    if let Some(w) = self.pending.remove(&id) {
-                        let _ = w.tx.try_send(Ok(result));
-                    }
+        match self.calls.dispatch(&mut self.conn, |w, r| {
+            let _ = w.try_send(r);
+        }) {
+            None => true,
+            Some(error) => {
+                if let Some(e) = &error {
+                    tracing::info!(error = %e, "faktory connection lost");
                 }
-                Event::Closed { error, unanswered } => {
-                    let source = error.clone().unwrap_or(ConnectionError::Eof);
-                    if let Some(e) = &error {
-                        tracing::info!(error = %e, in_flight = unanswered.len(), "faktory connection lost");
-                    }
-                    for id in unanswered {
-                        if let Some(w) = self.pending.remove(&id) {
-                            let _ = w.tx.try_send(Err(Error::OutcomeUnknown {
-                                command: w.verb,
-                                source: source.clone(),
-                            }));
-                        }
-                    }
-                    for (_, w) in self.pending.drain() {
-                        let _ = w.tx.try_send(Err(Error::OutcomeUnknown {
-                            command: w.verb,
-                            source: source.clone(),
-                        }));
-                    }
-                    if let Some(c) = self.closing.take() {
-                        let _ = c.try_send(Ok(Ok(Reply::Ok)));
-                    }
-                    return false;
-                }
-                _ => {}
+                false
             }
         }
-        true
     }
 
     /// Sends END and flushes, bounded in time; used when every `Client` handle is gone.

@@ -11,17 +11,14 @@
 //! A stream given by the user (other than a `TcpStream`) cannot be read by a second thread while
 //! this one writes, so it is read on this thread, only while replies are due.
 
-use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faktory_proto::ServerError;
+use faktory_proto::adapter::Calls;
 use faktory_proto::backoff::{Backoff, BackoffConfig};
-use faktory_proto::client::{
-    ClientOptions, Connection, ConnectionError, Event, Reply, RequestId, SendError,
-};
+use faktory_proto::client::{ClientOptions, Connection, ConnectionError, Event, Reply};
 use faktory_proto::command::Command;
 use faktory_proto::ops;
 
@@ -29,7 +26,7 @@ use crate::error::Error;
 use crate::transport::{Opened, Probe, ReadEvent, Target, Writer};
 
 /// What a call gets back: the server's reply (or its error), or why there was none.
-pub(crate) type CallResult = Result<Result<Reply, ServerError>, Error>;
+pub(crate) use faktory_proto::adapter::CallResult;
 
 /// One call waiting in the channel.
 pub(crate) struct Request {
@@ -132,8 +129,7 @@ impl Connector {
             gen_id,
             conn,
             link,
-            pending: HashMap::new(),
-            closing: None,
+            calls: Calls::new(),
         })
     }
 
@@ -223,11 +219,6 @@ fn trace_wire(what: &'static str, bytes: &[u8]) {
     }
 }
 
-struct Waiter {
-    verb: &'static str,
-    tx: Sender<CallResult>,
-}
-
 enum Link {
     /// A reader thread feeds the channel; this thread writes.
     Duplex(Writer),
@@ -241,8 +232,7 @@ pub(crate) struct Live {
     gen_id: u64,
     conn: Connection,
     link: Link,
-    pending: HashMap<RequestId, Waiter>,
-    closing: Option<Sender<CallResult>>,
+    calls: Calls<Sender<CallResult>>,
 }
 
 /// What waiting brought.
@@ -271,7 +261,7 @@ impl Live {
 
     /// Whether the machine waits for bytes from the server.
     fn expects_input(&self) -> bool {
-        !self.conn.is_ready() || self.conn.in_flight() > 0 || self.closing.is_some()
+        !self.conn.is_ready() || self.conn.in_flight() > 0 || self.calls.is_closing()
     }
 
     /// Waits for the next thing to happen, no longer than the machine's deadline.
@@ -319,7 +309,7 @@ impl Live {
     /// connection would fail the request with an unknown outcome although the server never saw it;
     /// the caller reconnects instead.
     fn found_closed(&mut self) -> bool {
-        if self.conn.in_flight() > 0 || self.closing.is_some() {
+        if self.conn.in_flight() > 0 || self.calls.is_closing() {
             return false;
         }
         let Link::Duplex(writer) = &self.link else {
@@ -335,21 +325,11 @@ impl Live {
 
     fn submit(&mut self, request: Request) {
         let Request { command, reply } = request;
-        let verb = command.verb();
-        match self.conn.send(&command, Instant::now()) {
-            Ok(id) => {
-                if !command.expects_reply() {
-                    self.closing = Some(reply);
-                } else {
-                    self.pending.insert(id, Waiter { verb, tx: reply });
-                }
-            }
-            Err(SendError::Encode(e)) => {
-                let _ = reply.send(Err(Error::Encode(e)));
-            }
-            Err(_) => {
-                let _ = reply.send(Err(Error::Connection(ConnectionError::Eof)));
-            }
+        if let Some((w, r)) = self
+            .calls
+            .submit(&mut self.conn, &command, reply, Instant::now())
+        {
+            let _ = w.send(r);
         }
     }
 
@@ -368,41 +348,17 @@ impl Live {
 
     /// Hands out replies; returns `false` once the connection is finished.
     fn dispatch(&mut self) -> bool {
-        while let Some(event) = self.conn.poll_event() {
-            match event {
-                Event::Reply { id, result } => {
-                    if let Some(w) = self.pending.remove(&id) {
-                        let _ = w.tx.send(Ok(result));
-                    }
+        match self.calls.dispatch(&mut self.conn, |w, r| {
+            let _ = w.send(r);
+        }) {
+            None => true,
+            Some(error) => {
+                if let Some(e) = &error {
+                    tracing::info!(error = %e, "faktory connection lost");
                 }
-                Event::Closed { error, unanswered } => {
-                    let source = error.clone().unwrap_or(ConnectionError::Eof);
-                    if let Some(e) = &error {
-                        tracing::info!(error = %e, in_flight = unanswered.len(), "faktory connection lost");
-                    }
-                    for id in unanswered {
-                        if let Some(w) = self.pending.remove(&id) {
-                            let _ = w.tx.send(Err(Error::OutcomeUnknown {
-                                command: w.verb,
-                                source: source.clone(),
-                            }));
-                        }
-                    }
-                    for (_, w) in self.pending.drain() {
-                        let _ = w.tx.send(Err(Error::OutcomeUnknown {
-                            command: w.verb,
-                            source: source.clone(),
-                        }));
-                    }
-                    if let Some(c) = self.closing.take() {
-                        let _ = c.send(Ok(Ok(Reply::Ok)));
-                    }
-                    return false;
-                }
-                _ => {}
+                false
             }
         }
-        true
     }
 
     /// Sends END and closes, bounded in time; used when every `Client` handle is gone.

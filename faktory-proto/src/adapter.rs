@@ -122,6 +122,115 @@ impl Error {
     }
 }
 
+/// What a client call gets back: the server's reply (or its error reply), or why there was none.
+pub type CallResult = Result<Result<crate::client::Reply, ServerError>, Error>;
+
+/// The calls waiting on one client connection, and who gets which answer.
+///
+/// Every adapter's `Client` pipelines its callers' requests on one [`crate::client::Connection`];
+/// `W` is the adapter's way to answer a caller (a oneshot sender, a channel, …). The decisions live
+/// here: replies go to their callers in order; a call that was sent but not answered when the
+/// connection closed gets [`Error::OutcomeUnknown`] (it is never re-sent: a PUSH could be doubled);
+/// END, which has no reply, is answered once the connection has closed.
+#[derive(Debug)]
+pub struct Calls<W> {
+    pending: std::collections::HashMap<crate::client::RequestId, (&'static str, W)>,
+    closing: Option<W>,
+}
+
+impl<W> Default for Calls<W> {
+    fn default() -> Self {
+        Calls {
+            pending: std::collections::HashMap::new(),
+            closing: None,
+        }
+    }
+}
+
+impl<W> Calls<W> {
+    /// No call waiting.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls sent and not yet answered (END included).
+    pub fn len(&self) -> usize {
+        self.pending.len() + usize::from(self.closing.is_some())
+    }
+
+    /// Whether no call is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether an END was sent and the connection has not closed yet.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// Sends `command` on `conn` for the caller `waiter`. When it cannot be sent, the caller and its
+    /// answer come back at once.
+    pub fn submit(
+        &mut self,
+        conn: &mut crate::client::Connection,
+        command: &crate::command::Command,
+        waiter: W,
+        now: std::time::Instant,
+    ) -> Option<(W, CallResult)> {
+        match conn.send(command, now) {
+            Ok(id) => {
+                if command.expects_reply() {
+                    self.pending.insert(id, (command.verb(), waiter));
+                } else {
+                    self.closing = Some(waiter);
+                }
+                None
+            }
+            Err(crate::client::SendError::Encode(e)) => Some((waiter, Err(Error::Encode(e)))),
+            Err(_) => Some((waiter, Err(Error::Connection(ConnectionError::Eof)))),
+        }
+    }
+
+    /// Turns `conn`'s events into answers for the callers. Returns `None` while the connection is
+    /// open, `Some(error)` once it closed (`Some(None)` after END).
+    pub fn dispatch(
+        &mut self,
+        conn: &mut crate::client::Connection,
+        mut answer: impl FnMut(W, CallResult),
+    ) -> Option<Option<ConnectionError>> {
+        while let Some(event) = conn.poll_event() {
+            match event {
+                crate::client::Event::Reply { id, result } => {
+                    if let Some((_, w)) = self.pending.remove(&id) {
+                        answer(w, Ok(result));
+                    }
+                }
+                crate::client::Event::Closed { error, unanswered } => {
+                    let source = error.clone().unwrap_or(ConnectionError::Eof);
+                    let unknown = |verb: &'static str| Error::OutcomeUnknown {
+                        command: verb,
+                        source: source.clone(),
+                    };
+                    for id in unanswered {
+                        if let Some((verb, w)) = self.pending.remove(&id) {
+                            answer(w, Err(unknown(verb)));
+                        }
+                    }
+                    for (_, (verb, w)) in self.pending.drain() {
+                        answer(w, Err(unknown(verb)));
+                    }
+                    if let Some(w) = self.closing.take() {
+                        answer(w, Ok(Ok(crate::client::Reply::Ok)));
+                    }
+                    return Some(error);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
 /// The connection settings of a `Client`, before they are resolved against the environment.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -592,6 +701,44 @@ macro_rules! __client_methods {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unanswered_calls_get_an_unknown_outcome_and_end_is_answered_at_close() {
+        use crate::client::{Connection, Reply};
+        use crate::command::Command;
+        let now = std::time::Instant::now();
+        let mut conn = Connection::new(ClientOptions::default(), now);
+        conn.handle_input(b"+HI {\"v\":2}\r\n+OK\r\n", now);
+        let mut calls: Calls<u32> = Calls::new();
+        let mut answers = Vec::new();
+        assert_eq!(calls.dispatch(&mut conn, |w, r| answers.push((w, r))), None);
+        assert!(calls.submit(&mut conn, &Command::Info, 1, now).is_none());
+        assert!(calls.submit(&mut conn, &Command::Flush, 2, now).is_none());
+        assert!(calls.submit(&mut conn, &Command::End, 3, now).is_none());
+        assert_eq!(calls.len(), 3);
+        conn.handle_input(b"$2\r\n{}\r\n", now);
+        conn.handle_eof(now);
+        let closed = calls.dispatch(&mut conn, |w, r| answers.push((w, r)));
+        assert!(closed.is_some());
+        assert!(calls.is_empty());
+        assert!(matches!(&answers[0], (1, Ok(Ok(Reply::Json(_))))));
+        assert!(matches!(
+            &answers[1],
+            (
+                2,
+                Err(Error::OutcomeUnknown {
+                    command: "FLUSH",
+                    ..
+                })
+            )
+        ));
+        assert!(matches!(&answers[2], (3, Ok(Ok(Reply::Ok)))));
+        let bad = Command::Fetch(vec!["has space".into()]);
+        assert!(matches!(
+            calls.submit(&mut conn, &bad, 4, now),
+            Some((4, Err(_)))
+        ));
+    }
 
     #[test]
     fn client_settings_take_password_and_username_from_the_url() {

@@ -4,15 +4,12 @@
 //! caller that is waiting for it. Concurrent calls share the connection by pipelining: every request
 //! waiting in the channel is encoded into one write. All protocol decisions are the machine's.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use faktory_proto::ServerError;
+use faktory_proto::adapter::Calls;
 use faktory_proto::backoff::{Backoff, BackoffConfig};
-use faktory_proto::client::{
-    ClientOptions, Connection, ConnectionError, Event, Reply, RequestId, SendError,
-};
+use faktory_proto::client::{ClientOptions, Connection, ConnectionError, Event, Reply};
 use faktory_proto::command::Command;
 use faktory_proto::ops;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -23,7 +20,7 @@ use crate::error::Error;
 use crate::transport::{BoxStream, Target};
 
 /// What a call gets back: the server's reply (or its error), or why there was none.
-pub(crate) type CallResult = Result<Result<Reply, ServerError>, Error>;
+pub(crate) use faktory_proto::adapter::CallResult;
 
 /// One call waiting in the channel.
 pub(crate) struct Request {
@@ -104,11 +101,6 @@ impl Connector {
     }
 }
 
-struct Waiter {
-    verb: &'static str,
-    tx: oneshot::Sender<CallResult>,
-}
-
 /// A handshaken connection and its socket.
 pub(crate) struct Live {
     conn: Connection,
@@ -116,8 +108,7 @@ pub(crate) struct Live {
     writer: WriteHalf<BoxStream>,
     rbuf: BytesMut,
     out: Bytes,
-    pending: HashMap<RequestId, Waiter>,
-    closing: Option<oneshot::Sender<CallResult>>,
+    calls: Calls<oneshot::Sender<CallResult>>,
 }
 
 #[allow(clippy::large_enum_variant)] // a short-lived stack value, moved once
@@ -135,8 +126,7 @@ impl Live {
             writer,
             rbuf: BytesMut::with_capacity(16 * 1024),
             out: Bytes::new(),
-            pending: HashMap::new(),
-            closing: None,
+            calls: Calls::new(),
         }
     }
 
@@ -196,61 +186,27 @@ impl Live {
 
     fn submit(&mut self, request: Request) {
         let Request { command, reply } = request;
-        let verb = command.verb();
-        match self.conn.send(&command, Instant::now().into_std()) {
-            Ok(id) => {
-                if !command.expects_reply() {
-                    self.closing = Some(reply);
-                } else {
-                    self.pending.insert(id, Waiter { verb, tx: reply });
-                }
-            }
-            Err(SendError::Encode(e)) => {
-                let _ = reply.send(Err(Error::Encode(e)));
-            }
-            Err(_) => {
-                let _ = reply.send(Err(Error::Connection(ConnectionError::Eof)));
-            }
+        if let Some((w, r)) =
+            self.calls
+                .submit(&mut self.conn, &command, reply, Instant::now().into_std())
+        {
+            let _ = w.send(r);
         }
     }
 
     /// Hands out replies; returns `false` once the connection is finished.
     fn dispatch(&mut self) -> bool {
-        while let Some(event) = self.conn.poll_event() {
-            match event {
-                Event::Reply { id, result } => {
-                    if let Some(w) = self.pending.remove(&id) {
-                        let _ = w.tx.send(Ok(result));
-                    }
+        match self.calls.dispatch(&mut self.conn, |w, r| {
+            let _ = w.send(r);
+        }) {
+            None => true,
+            Some(error) => {
+                if let Some(e) = &error {
+                    tracing::info!(error = %e, "faktory connection lost");
                 }
-                Event::Closed { error, unanswered } => {
-                    let source = error.clone().unwrap_or(ConnectionError::Eof);
-                    if let Some(e) = &error {
-                        tracing::info!(error = %e, in_flight = unanswered.len(), "faktory connection lost");
-                    }
-                    for id in unanswered {
-                        if let Some(w) = self.pending.remove(&id) {
-                            let _ = w.tx.send(Err(Error::OutcomeUnknown {
-                                command: w.verb,
-                                source: source.clone(),
-                            }));
-                        }
-                    }
-                    for (_, w) in self.pending.drain() {
-                        let _ = w.tx.send(Err(Error::OutcomeUnknown {
-                            command: w.verb,
-                            source: source.clone(),
-                        }));
-                    }
-                    if let Some(c) = self.closing.take() {
-                        let _ = c.send(Ok(Ok(Reply::Ok)));
-                    }
-                    return false;
-                }
-                _ => {}
+                false
             }
         }
-        true
     }
 
     /// Sends END and flushes, bounded in time; used when every `Client` handle is gone.
