@@ -619,7 +619,10 @@ enum Goal {
 }
 
 fn summarize(d: &Driver, records: &[Record]) -> Summary {
-    let mut text = String::from("== medians (per-round values above) ==\n");
+    let mut text = String::from(
+        "== medians of the rounds above; ratio = ours / faktory of the medians (the verdict), \
+         paired = median of the per-round ratios ==\n",
+    );
     let mut targets = Vec::new();
     let mut section = |title: &str,
                        ours: &str,
@@ -627,8 +630,8 @@ fn summarize(d: &Driver, records: &[Record]) -> Summary {
                        rows: &[(Metric, Goal, &str)],
                        text: &mut String| {
         text.push_str(&format!(
-            "\n{title}\n  {:<20} {:>14} {:>14} {:>8}   target\n",
-            "", ours, theirs, "ratio"
+            "\n{title}\n  {:<20} {:>14} {:>14} {:>8} {:>8}   target\n",
+            "", ours, theirs, "ratio", "paired"
         ));
         for (metric, goal, target_name) in rows {
             let pick = |label: &str| {
@@ -642,6 +645,23 @@ fn summarize(d: &Driver, records: &[Record]) -> Summary {
             };
             let (a, b) = (pick(ours), pick(theirs));
             let ratio = a.zip(b).and_then(|(a, b)| (b > 0.0).then(|| a / b));
+            // The median of the per-round ratios (the two runs of a round ran back to back, under
+            // the same machine load): a check on the ratio of the medians.
+            let paired = median(
+                (1..=d.rounds)
+                    .filter_map(|round| {
+                        let of = |label: &str| {
+                            records
+                                .iter()
+                                .find(|r| r.round == round && r.label == label)
+                                .and_then(|r| metric.of(r))
+                        };
+                        of(ours)
+                            .zip(of(theirs))
+                            .and_then(|(a, b)| (b > 0.0).then(|| a / b))
+                    })
+                    .collect(),
+            );
             let verdict = match (goal, a, ratio) {
                 (Goal::AtLeast(t), _, Some(r)) => Some((format!(">= {t}x"), r >= *t)),
                 (Goal::AtMost(t), _, Some(r)) => Some((format!("<= {t}x"), r <= *t)),
@@ -653,11 +673,12 @@ fn summarize(d: &Driver, records: &[Record]) -> Summary {
                 None => String::new(),
             };
             text.push_str(&format!(
-                "  {:<20} {:>14} {:>14} {:>8}   {}\n",
+                "  {:<20} {:>14} {:>14} {:>8} {:>8}   {}\n",
                 metric.name(),
                 a.map_or("n/a".into(), |x| metric.fmt(x)),
                 b.map_or("n/a".into(), |x| metric.fmt(x)),
                 ratio.map_or("".into(), |r| format!("{r:.2}x")),
+                paired.map_or("".into(), |r| format!("{r:.2}x")),
                 verdict_text
             ));
             if let Some((bound, ok)) = verdict {
@@ -665,7 +686,7 @@ fn summarize(d: &Driver, records: &[Record]) -> Summary {
                     "target": target_name,
                     "metric": metric.name(),
                     "ours": ours, "theirs": theirs,
-                    "ours_median": a, "theirs_median": b, "ratio": ratio,
+                    "ours_median": a, "theirs_median": b, "ratio": ratio, "paired_ratio": paired,
                     "bound": bound, "met": ok,
                 }));
             }
