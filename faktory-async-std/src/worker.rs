@@ -451,7 +451,7 @@ impl Worker {
             let stream = match opened {
                 None => return,
                 Some(Err(e)) => {
-                    let _ = tx.try_send(Msg::Connected(conn, Err(to_io(e))));
+                    let _ = tx.try_send(Msg::Connected(conn, Err(e.into_io())));
                     return;
                 }
                 Some(Ok(stream)) => stream,
@@ -475,18 +475,6 @@ impl Worker {
             writer: wtx,
             closed,
         }
-    }
-}
-
-fn to_io(e: Error) -> io::Error {
-    match e {
-        Error::Connect { source, .. } => source,
-        Error::Io(e) => e,
-        Error::ConnectTimeout(addr) => io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connecting to {addr} timed out"),
-        ),
-        other => io::Error::other(other.to_string()),
     }
 }
 

@@ -475,7 +475,7 @@ fn open_connection(
             let opened = match target.open(deadline) {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = tx.send(Msg::Connected(conn, Err(to_io(e))));
+                    let _ = tx.send(Msg::Connected(conn, Err(e.into_io())));
                     return;
                 }
             };
@@ -504,18 +504,6 @@ fn open_connection(
             });
         })
         .map(|_| ())
-}
-
-fn to_io(e: Error) -> io::Error {
-    match e {
-        Error::Connect { source, .. } => source,
-        Error::Io(e) => e,
-        Error::ConnectTimeout(addr) => io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connecting to {addr} timed out"),
-        ),
-        other => io::Error::other(other.to_string()),
-    }
 }
 
 /// One job for the pool.

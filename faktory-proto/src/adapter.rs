@@ -108,6 +108,24 @@ impl Error {
 }
 
 impl Error {
+    /// The error as an `io::Error`, for [`crate::worker::Worker::handle_connect_failed`]. A TLS
+    /// failure becomes [`io::ErrorKind::InvalidData`], which the engine treats as permanent
+    /// (a certificate that does not verify will not verify on the next attempt).
+    pub fn into_io(self) -> io::Error {
+        match self {
+            Error::Connect { source, .. } => source,
+            Error::Io(e) => e,
+            Error::ConnectTimeout(addr) => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            ),
+            Error::Tls(message) => {
+                io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {message}"))
+            }
+            other => io::Error::other(other.to_string()),
+        }
+    }
+
     /// Whether a failed connection attempt is worth retrying with backoff (network trouble,
     /// timeouts, an overloaded or restarting server), as opposed to a refused password, a server
     /// that does not speak Faktory or a bad configuration.

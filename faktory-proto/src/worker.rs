@@ -120,8 +120,10 @@
 //! A dropped connection, an I/O error, a reply timeout, a protocol violation or an overloaded
 //! server (`too many connections`) closes that connection and reopens its role after a backoff
 //! (exponential, capped, jittered, per role, reset once a connection of that role is ready again).
-//! A refused password (or a server that is not Faktory) before any connection was ever ready stops
-//! the worker with [`StopReason::Fatal`]; later it is retried like any fault.
+//! A refused password, a server that is not Faktory, or a connect failure the adapter reports as
+//! [`std::io::ErrorKind::InvalidData`] (a TLS certificate that does not verify) before any
+//! connection was ever ready stops the worker with [`StopReason::Fatal`]; later it is retried like
+//! any fault.
 //!
 //! ACK and FAIL are kept until the server answered them: those sent on a connection that failed
 //! before answering are sent again on another connection or after the reconnect. An ACK of an
@@ -397,6 +399,8 @@ struct Conn {
     requests: VecDeque<(RequestId, Req)>,
     fetches: usize,
     fetch_paused_until: Option<Instant>,
+    /// Its connect failed in a way retrying cannot fix (TLS): fatal before any connection was ready.
+    permanent_failure: bool,
     /// Its last FETCH came back empty: the queues look idle, so it keeps a single FETCH outstanding
     /// (each one may block 2 s, and shutdown waits for every one) until a FETCH brings a job again.
     idle: bool,
@@ -631,6 +635,8 @@ impl Worker {
     /// Connecting `conn` failed; it is closed and its role reopened after a backoff.
     pub fn handle_connect_failed(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
+            // InvalidData: TLS verification or negotiation failed; another attempt cannot fix it.
+            c.permanent_failure = error.kind() == io::ErrorKind::InvalidData;
             c.client.handle_io_error(error);
             c.touched = true;
         }
@@ -880,6 +886,7 @@ impl Worker {
             fetches: 0,
             fetch_paused_until: None,
             idle: false,
+            permanent_failure: false,
             touched: true,
         });
         if let Some(slot) = self.slot_mut(role) {
@@ -1191,12 +1198,13 @@ impl Worker {
             error: error.clone(),
         });
         self.events.push_back(Event::CloseConnection(id));
-        let fatal = matches!(
-            error,
-            ConnectionError::Auth(_)
-                | ConnectionError::PasswordRequired
-                | ConnectionError::BadGreeting(_)
-        );
+        let fatal = conn.permanent_failure
+            || matches!(
+                error,
+                ConnectionError::Auth(_)
+                    | ConnectionError::PasswordRequired
+                    | ConnectionError::BadGreeting(_)
+            );
         if fatal && !self.ever_ready {
             self.finish(StopReason::Fatal(error), now);
             return;

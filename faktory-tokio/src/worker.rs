@@ -400,18 +400,6 @@ impl Worker {
     }
 }
 
-fn to_io(e: Error) -> io::Error {
-    match e {
-        Error::Connect { source, .. } => source,
-        Error::Io(e) => e,
-        Error::ConnectTimeout(addr) => io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connecting to {addr} timed out"),
-        ),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 /// Connects socket `conn`, then reads it until EOF; a separate task writes what the engine sends.
 fn open_connection(conn: ConnId, target: Arc<Target>, tx: mpsc::UnboundedSender<Msg>) -> ConnTasks {
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
@@ -419,7 +407,7 @@ fn open_connection(conn: ConnId, target: Arc<Target>, tx: mpsc::UnboundedSender<
         let stream = match target.open().await {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(Msg::Connected(conn, Err(to_io(e))));
+                let _ = tx.send(Msg::Connected(conn, Err(e.into_io())));
                 return;
             }
         };
