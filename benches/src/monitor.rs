@@ -296,6 +296,11 @@ impl Meter {
         });
     }
 
+    /// When the phase ended, if it did.
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.end.get().map(|e| e.at)
+    }
+
     /// Fills `m`'s seconds, CPU and RSS (ending the phase now if it was not ended).
     pub fn fill(&self, target: &Target, m: &mut Measurement) {
         self.stop(target);

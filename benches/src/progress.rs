@@ -65,6 +65,11 @@ fn draw(label: &str, done: &AtomicU64, total: u64, stop: &AtomicBool) {
         std::thread::sleep(TICK);
         let now = Instant::now();
         let n = done.load(Ordering::Relaxed);
+        if n >= total && last.1 >= total {
+            // Complete, and drawn so: stop updating (what follows, e.g. a worker's shutdown,
+            // is not the measured rate).
+            continue;
+        }
         let current = rate(n.saturating_sub(last.1), now.duration_since(last.0));
         let average = rate(n, now.duration_since(start));
         last = (now, n);

@@ -214,6 +214,7 @@ pub fn measure_work(
         monitor.prefill(n, &opts.queue, &opts.jobtype)?;
     }
     let rss_reset = measure::reset_peak_rss();
+    let rss_at_start = measure::rss_kb();
     let goal = ProcessedGoal {
         base: monitor.snapshot()?.processed,
         n,
@@ -237,6 +238,7 @@ pub fn measure_work(
             target,
         })
     })?;
+    let shutdown = meter.ended_at().map(|at| at.elapsed().as_secs_f64());
     progress.finish();
     let outcome = result.map_err(|e| format!("work: {e}"))?;
     let mut m = Measurement::new("work", who.client, who.runtime, target.kind().as_str());
@@ -249,7 +251,12 @@ pub fn measure_work(
     m.jobs = n;
     m.connections = Some(connections);
     m.param("concurrency", concurrency as u64)
-        .param("queue", opts.queue.as_str());
+        .param("queue", opts.queue.as_str())
+        .param("rss_at_start_kb", rss_at_start)
+        .param(
+            "shutdown_seconds",
+            shutdown.map(|s| (s * 1000.0).round() / 1000.0),
+        );
     if let Some(f) = outcome.fetch_connections {
         m.param("fetch_connections", f as u64);
     }
