@@ -140,7 +140,6 @@ mod tests {
         assert_eq!(s.wait_timeout(Duration::from_millis(1)), None);
         let s2 = Arc::clone(&s);
         let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
             s2.set(7);
             s2.set(8);
         });
