@@ -414,8 +414,23 @@ fn open_connection(conn: ConnId, target: Arc<Target>, tx: mpsc::UnboundedSender<
         let (mut read, mut write) = tokio::io::split(stream);
         let wtx_err = tx.clone();
         tokio::spawn(async move {
-            while let Some(bytes) = wrx.recv().await {
-                if let Err(e) = write.write_all(&bytes).await {
+            // Everything queued by the time the socket is free goes out in one write: one syscall
+            // (and one TCP segment) for an ACK and the FETCH that refills its slot.
+            let mut batch = BytesMut::new();
+            while let Some(first) = wrx.recv().await {
+                let result = if let Ok(second) = wrx.try_recv() {
+                    batch.extend_from_slice(&first);
+                    batch.extend_from_slice(&second);
+                    while let Ok(more) = wrx.try_recv() {
+                        batch.extend_from_slice(&more);
+                    }
+                    let r = write.write_all(&batch).await;
+                    batch.clear();
+                    r
+                } else {
+                    write.write_all(&first).await
+                };
+                if let Err(e) = result {
                     let _ = wtx_err.send(Msg::IoError(conn, e));
                     return;
                 }
