@@ -168,7 +168,10 @@ pub enum ConnectionError {
     /// The server closed the connection.
     #[error("server closed the connection")]
     Eof,
-    /// An I/O error reported by the driver.
+    /// Opening the socket failed (resolving, TCP or TLS), as the driver reported it.
+    #[error("{0}")]
+    Connect(ConnectFailure),
+    /// Reading from or writing to the socket failed, as the driver reported it.
     #[error("I/O error: {0}")]
     Io(String),
     /// No reply (or handshake) in time; the connection must not be reused.
@@ -177,6 +180,90 @@ pub enum ConnectionError {
     /// Closed locally before completion.
     #[error("connection closed locally")]
     Closed,
+}
+
+impl ConnectionError {
+    /// Whether a connection that failed this way is worth opening again after a backoff: network
+    /// trouble, overload and timeouts are; a refused password, a missing password, a server that
+    /// does not speak Faktory and a permanent connect failure (a certificate that does not verify)
+    /// are not (another attempt cannot fix them).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectionError::Connect(failure) => !failure.permanent,
+            ConnectionError::Eof
+            | ConnectionError::Io(_)
+            | ConnectionError::Timeout(_)
+            | ConnectionError::ClosedBeforeGreeting
+            | ConnectionError::HandshakeRejected
+            | ConnectionError::TooManyConnections(_)
+            | ConnectionError::Closed => true,
+            ConnectionError::Decode(_)
+            | ConnectionError::UnexpectedReply { .. }
+            | ConnectionError::BadGreeting(_)
+            | ConnectionError::PasswordRequired
+            | ConnectionError::Auth(_) => false,
+        }
+    }
+}
+
+/// Which step of opening a socket failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectPhase {
+    /// Resolving the host name.
+    Resolve,
+    /// The TCP connect.
+    Tcp,
+    /// The TLS handshake (or building its configuration).
+    Tls,
+}
+
+impl std::fmt::Display for ConnectPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectPhase::Resolve => "resolving the host",
+            ConnectPhase::Tcp => "TCP connect",
+            ConnectPhase::Tls => "TLS handshake",
+        })
+    }
+}
+
+/// A failed attempt to open a socket, as a driver reports it to a machine
+/// ([`crate::session::Session::handle_connect_failed`], the worker engine's `handle_connect_failed`).
+///
+/// `permanent` says that another attempt cannot succeed (a certificate that does not verify, a
+/// host name that is not a TLS server name); the machines then stop retrying where the protocol
+/// allows it. Everything else (refused, unreachable, timed out) is retried with backoff.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{phase} failed: {reason}")]
+#[non_exhaustive]
+pub struct ConnectFailure {
+    /// Which step failed.
+    pub phase: ConnectPhase,
+    /// Whether retrying is pointless.
+    pub permanent: bool,
+    /// What went wrong, for people (the OS or TLS error's text, a hint).
+    pub reason: String,
+}
+
+impl ConnectFailure {
+    /// A failure worth retrying (refused, unreachable, reset, timed out).
+    pub fn transient(phase: ConnectPhase, reason: impl Into<String>) -> Self {
+        ConnectFailure {
+            phase,
+            permanent: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure another attempt cannot fix.
+    pub fn permanent(phase: ConnectPhase, reason: impl Into<String>) -> Self {
+        ConnectFailure {
+            phase,
+            permanent: true,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Why a command could not be sent.
@@ -392,9 +479,14 @@ impl Connection {
         }
     }
 
-    /// The socket failed.
-    pub fn handle_io_error(&mut self, error: &std::io::Error) {
-        self.finish(Some(ConnectionError::Io(error.to_string())));
+    /// Reading from or writing to the socket failed; `reason` says how (the OS error's text).
+    pub fn handle_transport_error(&mut self, reason: &str) {
+        self.finish(Some(ConnectionError::Io(reason.to_owned())));
+    }
+
+    /// Opening the socket failed: the connection closes with [`ConnectionError::Connect`].
+    pub fn handle_connect_failed(&mut self, failure: ConnectFailure) {
+        self.finish(Some(ConnectionError::Connect(failure)));
     }
 
     /// Time passed; spurious calls are no-ops.
@@ -1237,10 +1329,7 @@ mod tests {
         let now = Instant::now();
         let mut c = ready(now);
         let a = c.send(&ack(), now).unwrap();
-        c.handle_io_error(&std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "reset",
-        ));
+        c.handle_transport_error("reset");
         assert_eq!(
             events(&mut c),
             vec![closed(ConnectionError::Io("reset".into()), vec![a])]

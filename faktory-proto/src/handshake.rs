@@ -22,7 +22,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::gojson::{self, GVal, StructTy, Ty};
+#[cfg(feature = "server")]
+use crate::command::parse::gojson::{self, GVal, StructTy, Ty};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u8 = 2;
@@ -173,6 +174,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+#[cfg(feature = "server")]
 /// Server side: the salt and iteration count of a `HI`, derived from `seed` (SplitMix64):
 /// the salt is the lowercase hex of a 63-bit number without zero padding, the iterations are in
 /// 4000..=8095, as the real server draws them.
@@ -183,6 +185,7 @@ pub fn server_salt_and_iterations(seed: u64) -> (String, u32) {
     (format!("{salt:x}"), iterations)
 }
 
+#[cfg(feature = "server")]
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
@@ -192,6 +195,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 /// The Go struct the real server decodes `HELLO` into.
+#[cfg(feature = "server")]
 static CLIENT_DATA_GO: StructTy = StructTy {
     name: "ClientData",
     qualified: "server.ClientData",
@@ -204,8 +208,10 @@ static CLIENT_DATA_GO: StructTy = StructTy {
         ("v", Ty::U8),
     ],
 };
+#[cfg(feature = "server")]
 static CLIENT_DATA_TY: Ty = Ty::Struct(&CLIENT_DATA_GO);
 
+#[cfg(feature = "server")]
 /// Server side: the handshake line (without its terminator) as the real server reads it. `None`
 /// means the server closes the connection without a reply: the line does not start with `HELLO {`,
 /// or its JSON is invalid or has a field of the wrong type.
@@ -344,6 +350,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn salts_and_iterations_look_like_the_servers() {
         let mut seen = std::collections::HashSet::new();
         let mut short = false;
@@ -407,6 +414,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn hello_line_is_read_like_the_server() {
         let h = parse_hello(br#"HELLO {"v":1,"foo":"bar","wid":"w-v1"}"#).unwrap();
         assert_eq!((h.v, h.wid.as_deref()), (Some(1), Some("w-v1")));

@@ -12,14 +12,19 @@
 //! - [`time`]: timestamps with 0–9 fraction digits.
 //! - [`handshake`]: `HI`, `HELLO` and the password hash.
 //! - [`info`]: typed documents the server answers with (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
-//! - [`client`]: the client connection machine.
-//! - [`ops`]: typed results for each client request, shared by the adapters.
-//! - [`server`]: the server connection machine.
-//! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
+//! - [`client`]: the client connection machine (one socket).
+//! - [`session`]: the client session machine (a client's connection over time: reconnect with
+//!   backoff, per-call deadlines, END).
+//! - [`request`]: typed requests, each a command with its reply parser.
 //! - [`worker`]: the worker engine.
-//! - [`adapter`]: the error type and settings resolution shared by the runtime adapters.
-//! - [`backoff`]: reconnect backoff and a seeded RNG, shared by the client adapters and the worker.
+//! - [`config`]: `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing.
+//! - [`backoff`]: reconnect backoff and a seeded RNG, shared by the machines.
 //! - [`error`]: error types shared by the modules.
+//! - `server` (feature `server`): the server connection machine, for test servers and proxies.
+//!
+//! Not protocol, but shared by every runtime adapter (the async crate and `faktory-blocking`):
+//! - [`api`]: the error users see, settings resolution, outcomes of handler errors and panics.
+//! - `tls` (feature `tls`): the rustls client configuration.
 //!
 //! ## Driving a connection
 //!
@@ -102,7 +107,7 @@
 //!                 conn.handle_timeout(Instant::now());
 //!             }
 //!             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-//!             Err(e) => conn.handle_io_error(&e),
+//!             Err(e) => conn.handle_transport_error(&e.to_string()),
 //!         }
 //!     }
 //! }
@@ -110,7 +115,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-pub mod adapter;
+pub mod api;
 pub mod backoff;
 pub mod client;
 pub mod command;
@@ -119,10 +124,14 @@ pub mod error;
 pub mod handshake;
 pub mod info;
 pub mod job;
-pub mod ops;
+pub mod request;
 pub mod resp;
+#[cfg(feature = "server")]
 pub mod server;
+pub mod session;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod worker;
 
 pub use error::ServerError;

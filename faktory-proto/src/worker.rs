@@ -21,7 +21,7 @@
 //!         match ev {
 //!             OpenConnection(c)  => start connecting socket c (TCP/TLS to the server URL);
 //!                                   later w.handle_connected(c, now()) or
-//!                                   w.handle_connect_failed(c, &err, now()),
+//!                                   w.handle_connect_failed(c, &failure, now()),
 //!             CloseConnection(c) => flush and close socket c (or abort its connect); forget c,
 //!             RunJob { token, job } => run the handler; when it returns
 //!                                   w.handle_job_finished(token, Outcome::…, now()),
@@ -31,7 +31,7 @@
 //!         }
 //!     }
 //!     // 3. Wait for the first of: bytes on socket c → w.handle_input(c, &buf, now());
-//!     //    EOF → w.handle_eof(c, now()); read/write error → w.handle_io_error(c, &e, now());
+//!     //    EOF → w.handle_eof(c, now()); read/write error → w.handle_transport_error(c, &e.to_string(), now());
 //!     //    a job finished; the user's stop signal → w.shutdown(now());
 //!     //    the deadline w.poll_timeout() → w.handle_timeout(now()).
 //!     //    Call w.set_rss_kb(..) now and then (before each heartbeat is fine).
@@ -121,7 +121,7 @@
 //! server (`too many connections`) closes that connection and reopens its role after a backoff
 //! (exponential, capped, jittered, per role, reset once a connection of that role is ready again).
 //! A refused password, a server that is not Faktory, or a connect failure the adapter reports as
-//! [`std::io::ErrorKind::InvalidData`] (a TLS certificate that does not verify) before any
+//! permanent ([`ConnectFailure::permanent`], e.g. a TLS certificate that does not verify) before any
 //! connection was ever ready stops the worker with [`StopReason::Fatal`]; later it is retried like
 //! any fault.
 //!
@@ -147,13 +147,14 @@ mod fail;
 mod queues;
 
 use std::collections::{HashMap, VecDeque};
-use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::backoff::{Backoff, SplitMix64};
-use crate::client::{self, ClientOptions, ConnectionError, Reply, RequestId, SendError};
+use crate::client::{
+    self, ClientOptions, ConnectFailure, ConnectionError, Reply, RequestId, SendError,
+};
 use crate::command::{Ack, Beat, Command, Fail, WorkerState};
 use crate::error::ServerError;
 use crate::job::Job;
@@ -399,8 +400,6 @@ struct Conn {
     requests: VecDeque<(RequestId, Req)>,
     fetches: usize,
     fetch_paused_until: Option<Instant>,
-    /// Its connect failed in a way retrying cannot fix (TLS): fatal before any connection was ready.
-    permanent_failure: bool,
     /// Its last FETCH came back empty: the queues look idle, so it keeps a single FETCH outstanding
     /// (each one may block 2 s, and shutdown waits for every one) until a FETCH brings a job again.
     idle: bool,
@@ -495,6 +494,20 @@ pub struct Worker {
 
     transmits: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<Event>,
+}
+
+/// Queues `bytes` for `conn`, appending to what is already queued for it (one buffer per
+/// connection per drain).
+fn push_transmit(queue: &mut VecDeque<(ConnId, Bytes)>, conn: ConnId, bytes: Bytes) {
+    match queue.iter_mut().find(|(c, _)| *c == conn) {
+        Some((_, queued)) => {
+            let mut joined = bytes::BytesMut::with_capacity(queued.len() + bytes.len());
+            joined.extend_from_slice(queued);
+            joined.extend_from_slice(&bytes);
+            *queued = joined.freeze();
+        }
+        None => queue.push_back((conn, bytes)),
+    }
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -632,12 +645,11 @@ impl Worker {
         self.pump(now);
     }
 
-    /// Connecting `conn` failed; it is closed and its role reopened after a backoff.
-    pub fn handle_connect_failed(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
+    /// Connecting `conn` failed; it is closed and its role reopened after a backoff (unless the
+    /// failure is permanent and no connection was ever ready: then the worker stops, Fatal).
+    pub fn handle_connect_failed(&mut self, conn: ConnId, failure: &ConnectFailure, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
-            // InvalidData: TLS verification or negotiation failed; another attempt cannot fix it.
-            c.permanent_failure = error.kind() == io::ErrorKind::InvalidData;
-            c.client.handle_io_error(error);
+            c.client.handle_connect_failed(failure.clone());
             c.touched = true;
         }
         self.pump(now);
@@ -661,10 +673,10 @@ impl Worker {
         self.pump(now);
     }
 
-    /// Reading from or writing to `conn` failed.
-    pub fn handle_io_error(&mut self, conn: ConnId, error: &io::Error, now: Instant) {
+    /// Reading from or writing to `conn` failed; `reason` says how (the OS error's text).
+    pub fn handle_transport_error(&mut self, conn: ConnId, reason: &str, now: Instant) {
         if let Some(c) = self.conn_mut(conn) {
-            c.client.handle_io_error(error);
+            c.client.handle_transport_error(reason);
             c.touched = true;
         }
         self.pump(now);
@@ -785,6 +797,10 @@ impl Worker {
     // ----- outputs --------------------------------------------------------------------------------
 
     /// Bytes to write to a connection. Drain this before [`Worker::poll_event`].
+    ///
+    /// A drain (calling this until `None`) gives at most one buffer per connection: everything
+    /// queued for a connection since the last drain (an ACK and the FETCH that refills its slot,
+    /// say) comes as one buffer, so it can go out in one write.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
         self.transmits.pop_front()
     }
@@ -886,7 +902,6 @@ impl Worker {
             fetches: 0,
             fetch_paused_until: None,
             idle: false,
-            permanent_failure: false,
             touched: true,
         });
         if let Some(slot) = self.slot_mut(role) {
@@ -914,7 +929,7 @@ impl Worker {
         for c in self.conns.iter_mut().filter(|c| c.touched) {
             c.touched = false;
             while let Some(bytes) = c.client.poll_transmit() {
-                self.transmits.push_back((c.id, bytes));
+                push_transmit(&mut self.transmits, c.id, bytes);
             }
         }
     }
@@ -1151,7 +1166,7 @@ impl Worker {
             let _ = conn.client.send(&Command::End, now);
         }
         while let Some(bytes) = conn.client.poll_transmit() {
-            self.transmits.push_back((id, bytes));
+            push_transmit(&mut self.transmits, id, bytes);
         }
         self.release_requests(&mut conn);
         self.events.push_back(Event::CloseConnection(id));
@@ -1198,13 +1213,13 @@ impl Worker {
             error: error.clone(),
         });
         self.events.push_back(Event::CloseConnection(id));
-        let fatal = conn.permanent_failure
-            || matches!(
-                error,
-                ConnectionError::Auth(_)
-                    | ConnectionError::PasswordRequired
-                    | ConnectionError::BadGreeting(_)
-            );
+        let fatal = match &error {
+            ConnectionError::Connect(failure) => failure.permanent,
+            ConnectionError::Auth(_)
+            | ConnectionError::PasswordRequired
+            | ConnectionError::BadGreeting(_) => true,
+            _ => false,
+        };
         if fatal && !self.ever_ready {
             self.finish(StopReason::Fatal(error), now);
             return;
@@ -1282,7 +1297,7 @@ impl Worker {
                 let _ = conn.client.send(&Command::End, now);
             }
             while let Some(bytes) = conn.client.poll_transmit() {
-                self.transmits.push_back((conn.id, bytes));
+                push_transmit(&mut self.transmits, conn.id, bytes);
             }
             self.events.push_back(Event::CloseConnection(conn.id));
         }

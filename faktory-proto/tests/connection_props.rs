@@ -6,6 +6,7 @@
 //!   the server after any prefix of a valid client stream), and the event stream stays well formed:
 //!   at most one `Closed`, last, and every request either answered once or listed unanswered;
 //! - memory stays bounded: a hostile bulk header or an endless line is an error, not an allocation.
+#![cfg(feature = "server")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

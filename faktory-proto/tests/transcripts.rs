@@ -15,6 +15,7 @@
 //! is (a command, or, where the real server answered with a parse error, `Invalid` whose reply is
 //! byte-equal to the recorded one); the other replies are replayed with `reply_raw`, so the whole
 //! output must equal the recorded server bytes, `HI` included.
+#![cfg(feature = "server")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -1,7 +1,7 @@
 //! Connect failures that retrying cannot fix stop the worker; network trouble does not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io;
+use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use std::time::{Duration, Instant};
 
 use faktory_proto::worker::{Event, StopReason, Worker, WorkerConfig};
@@ -29,10 +29,8 @@ fn a_tls_failure_before_any_connection_was_ready_is_fatal() {
     let now = Instant::now();
     let mut w = Worker::new(WorkerConfig::default(), now).unwrap();
     let c = first_open(&mut w);
-    let tls = io::Error::new(
-        io::ErrorKind::InvalidData,
-        "TLS: invalid peer certificate: UnknownIssuer",
-    );
+    let tls =
+        ConnectFailure::permanent(ConnectPhase::Tls, "invalid peer certificate: UnknownIssuer");
     w.handle_connect_failed(c, &tls, now);
     assert!(matches!(stopped(&mut w), Some(StopReason::Fatal(_))));
 }
@@ -42,7 +40,8 @@ fn a_refused_connection_is_retried_with_backoff() {
     let now = Instant::now();
     let mut w = Worker::new(WorkerConfig::default(), now).unwrap();
     let c = first_open(&mut w);
-    w.handle_connect_failed(c, &io::ErrorKind::ConnectionRefused.into(), now);
+    let refused = ConnectFailure::transient(ConnectPhase::Tcp, "Connection refused");
+    w.handle_connect_failed(c, &refused, now);
     assert_eq!(stopped(&mut w), None);
     let retry_at = w.poll_timeout().expect("a reconnect is scheduled");
     assert!(retry_at > now && retry_at <= now + Duration::from_secs(15));

@@ -14,7 +14,6 @@
 mod worker_harness;
 
 use std::collections::BTreeSet;
-use std::io;
 use std::time::Duration;
 
 use faktory_proto::worker::{JobToken, Lifecycle, Outcome};
@@ -168,8 +167,8 @@ fn run_case(s: &Setup, actions: &[Action]) {
                 if let Some(id) = pick(&h, *i) {
                     h.server.conns.remove(&id);
                     h.server.forget_records_pub();
-                    let e = io::Error::from(io::ErrorKind::ConnectionReset);
-                    h.worker.handle_io_error(id, &e, h.now);
+                    h.worker
+                        .handle_transport_error(id, "Connection reset by peer", h.now);
                     h.settle();
                 }
             }

@@ -16,8 +16,8 @@
     missing_docs
 )]
 
+use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io;
 use std::time::{Duration, Instant};
 
 use faktory_proto::job::Job;
@@ -506,7 +506,7 @@ impl Harness {
                     self.server.accept(*id);
                     self.worker.handle_connected(*id, self.now);
                 } else {
-                    let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+                    let e = ConnectFailure::transient(ConnectPhase::Tcp, "Connection refused");
                     self.worker.handle_connect_failed(*id, &e, self.now);
                 }
             }

@@ -1,18 +1,165 @@
-//! Typed request/reply helpers shared by every adapter's `Client`.
+//! Typed requests: each client request as a [`Request`], a command with its reply parser, so an
+//! adapter's `Client` needs one generic `call` and the parsing of every reply lives here once.
 //!
-//! An adapter sends a [`Command`] through its connection and gets a [`Reply`] (or a
-//! [`ServerError`]); the functions here turn that into the typed result of each client method, so
-//! the tokio, smol/async-std and blocking clients agree on every decision: what counts as success,
-//! how PUSHB batches are split, how a bad reply is reported.
+//! ```
+//! use faktory_proto::client::Reply;
+//! use faktory_proto::request::{self, Request};
+//!
+//! // What a client does for `client.call(request::Info)`: send the command…
+//! let command = request::Info.into_command().expect("INFO always encodes");
+//! assert_eq!(command.verb(), "INFO");
+//! // …and parse what comes back.
+//! let info = request::Info::parse(Ok(Reply::Json(br#"{"faktory":{},"server":{}}"#.to_vec().into())));
+//! assert!(info.is_ok());
+//! ```
+//!
+//! Bulk pushes are several PUSHB commands: [`PushBulkPlan`] validates and splits them.
 
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
-use crate::client::{ConnectionError, Reply};
-use crate::command::{Command, QueueSelector, WorkerState};
+use crate::api::Error;
+use crate::client::Reply;
+use crate::command::{self, Command, QueueSelector, WorkerState};
 use crate::error::ServerError;
+use crate::info;
 use crate::job::Job;
+
+/// A client request: the command to send and how to read its reply.
+pub trait Request {
+    /// What the caller gets on success.
+    type Output;
+
+    /// The command to send. Local validation happens here (an invalid job never reaches the
+    /// server).
+    fn into_command(self) -> Result<Command, Error>;
+
+    /// Reads the server's answer (an error reply becomes [`Error::Server`]).
+    fn parse(reply: Result<Reply, ServerError>) -> Result<Self::Output, Error>;
+}
+
+/// Any command, answered with the raw [`Reply`].
+impl Request for Command {
+    type Output = Reply;
+
+    fn into_command(self) -> Result<Command, Error> {
+        Ok(self)
+    }
+
+    fn parse(reply: Result<Reply, ServerError>) -> Result<Reply, Error> {
+        reply.map_err(Error::Server)
+    }
+}
+
+/// Declares a request type: its doc, its fields, how it becomes a command, and which reply parser
+/// reads its answer.
+macro_rules! request {
+    ($(#[$doc:meta])* $name:ident $(($field:ty))? => |$this:ident| $command:expr, $parse:ident -> $out:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name $((pub $field))?;
+
+        impl Request for $name {
+            type Output = $out;
+
+            fn into_command(self) -> Result<Command, Error> {
+                let $this = self;
+                Ok($command)
+            }
+
+            fn parse(reply: Result<Reply, ServerError>) -> Result<$out, Error> {
+                Ok($parse(reply)?)
+            }
+        }
+    };
+}
+
+/// PUSH one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
+#[derive(Clone, Debug)]
+pub struct Push(pub Job);
+
+impl Request for Push {
+    type Output = ();
+
+    fn into_command(self) -> Result<Command, Error> {
+        self.0.validate()?;
+        Ok(Command::Push(Box::new(self.0)))
+    }
+
+    fn parse(reply: Result<Reply, ServerError>) -> Result<(), Error> {
+        Ok(expect_ok(reply)?)
+    }
+}
+
+request! {
+    /// INFO: server statistics.
+    Info => |_this| Command::Info, expect_json -> info::Info
+}
+request! {
+    /// FLUSH: deletes every job, queue and set on the server.
+    Flush => |_this| Command::Flush, expect_ok -> ()
+}
+request! {
+    /// QUEUE PAUSE: FETCH skips these queues; pushes still land.
+    QueuePause(QueueSelector) => |this| Command::QueuePause(this.0), expect_ok -> ()
+}
+request! {
+    /// QUEUE RESUME: resumes paused queues.
+    QueueResume(QueueSelector) => |this| Command::QueueResume(this.0), expect_ok -> ()
+}
+request! {
+    /// QUEUE REMOVE: deletes queues and all their jobs.
+    QueueRemove(QueueSelector) => |this| Command::QueueRemove(this.0), expect_ok -> ()
+}
+request! {
+    /// QUEUE LATENCY: seconds since the oldest job of each queue was enqueued.
+    QueueLatency(Vec<String>) => |this| Command::QueueLatency(this.0), expect_json -> info::QueueLatency
+}
+request! {
+    /// MUTATE: an operation on the retry, scheduled or dead set.
+    Mutate(command::Mutation) => |this| Command::Mutate(this.0), expect_ok -> ()
+}
+request! {
+    /// BATCH NEW (Enterprise): creates a batch, answers its BID.
+    BatchNew(command::BatchNew) => |this| Command::BatchNew(this.0), expect_text -> String
+}
+request! {
+    /// BATCH OPEN (Enterprise): reopens a batch to add jobs, answers its BID.
+    BatchOpen(String) => |this| Command::BatchOpen(this.0), expect_text -> String
+}
+request! {
+    /// BATCH COMMIT (Enterprise): its callbacks can fire once its jobs are done.
+    BatchCommit(String) => |this| Command::BatchCommit(this.0), expect_ok -> ()
+}
+request! {
+    /// BATCH STATUS (Enterprise).
+    BatchStatus(String) => |this| Command::BatchStatus(this.0), expect_json -> info::BatchStatus
+}
+request! {
+    /// TRACK GET (Enterprise): a tracked job's progress.
+    TrackGet(String) => |this| Command::TrackGet(this.0), expect_json -> info::TrackInfo
+}
+request! {
+    /// TRACK SET (Enterprise): updates a tracked job's progress.
+    TrackSet(command::TrackSet) => |this| Command::TrackSet(this.0), expect_ok -> ()
+}
+request! {
+    /// FETCH one job from these queues (in priority order); `None` when they stay empty for ~2 s.
+    Fetch(Vec<String>) => |this| Command::Fetch(this.0), expect_job -> Option<Job>
+}
+request! {
+    /// ACK a fetched job by jid.
+    Ack(String) => |this| Command::Ack(command::Ack { jid: this.0 }), expect_ok -> ()
+}
+request! {
+    /// FAIL a fetched job (the server retries it per its `retry`).
+    Fail(command::Fail) => |this| Command::Fail(this.0), expect_ok -> ()
+}
+request! {
+    /// BEAT: `None` while running, else the state the server asks for (quiet or terminate).
+    Beat(command::Beat) => |this| Command::Beat(this.0), expect_beat -> Option<WorkerState>
+}
 
 /// The most jobs sent in one `PUSHB` (the server's changelog recommends at most 1,000 per call).
 pub const MAX_PUSHB_BATCH: usize = 1000;
@@ -69,7 +216,7 @@ fn unexpected(expected: &'static str, reply: &Reply) -> ReplyError {
 }
 
 /// `+OK` expected (PUSH, ACK, FAIL, FLUSH, QUEUE PAUSE/RESUME/REMOVE, MUTATE, BATCH COMMIT, TRACK SET).
-pub fn expect_ok(result: Result<Reply, ServerError>) -> Result<(), ReplyError> {
+fn expect_ok(result: Result<Reply, ServerError>) -> Result<(), ReplyError> {
     match result? {
         Reply::Ok => Ok(()),
         other => Err(unexpected("+OK", &other)),
@@ -77,7 +224,7 @@ pub fn expect_ok(result: Result<Reply, ServerError>) -> Result<(), ReplyError> {
 }
 
 /// FETCH: a job or nothing.
-pub fn expect_job(result: Result<Reply, ServerError>) -> Result<Option<Job>, ReplyError> {
+fn expect_job(result: Result<Reply, ServerError>) -> Result<Option<Job>, ReplyError> {
     match result? {
         Reply::Job(job) => Ok(job.map(|j| *j)),
         Reply::UndecodableJob { jid, error, .. } => Err(ReplyError::UndecodableJob { jid, error }),
@@ -86,7 +233,7 @@ pub fn expect_job(result: Result<Reply, ServerError>) -> Result<Option<Job>, Rep
 }
 
 /// BEAT: `None` while running, else the state the server asks for.
-pub fn expect_beat(result: Result<Reply, ServerError>) -> Result<Option<WorkerState>, ReplyError> {
+fn expect_beat(result: Result<Reply, ServerError>) -> Result<Option<WorkerState>, ReplyError> {
     match result? {
         Reply::Beat(state) => Ok(state),
         Reply::Ok => Ok(None),
@@ -95,7 +242,7 @@ pub fn expect_beat(result: Result<Reply, ServerError>) -> Result<Option<WorkerSt
 }
 
 /// PUSHB: jid → error for the jobs that were refused.
-pub fn expect_push_bulk(
+fn expect_push_bulk(
     result: Result<Reply, ServerError>,
 ) -> Result<BTreeMap<String, String>, ReplyError> {
     match result? {
@@ -105,9 +252,7 @@ pub fn expect_push_bulk(
 }
 
 /// A JSON document decoded as `T` (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
-pub fn expect_json<T: DeserializeOwned>(
-    result: Result<Reply, ServerError>,
-) -> Result<T, ReplyError> {
+fn expect_json<T: DeserializeOwned>(result: Result<Reply, ServerError>) -> Result<T, ReplyError> {
     match result? {
         Reply::Json(body) => Ok(serde_json::from_slice(&body)?),
         other => Err(unexpected("a JSON document", &other)),
@@ -115,7 +260,7 @@ pub fn expect_json<T: DeserializeOwned>(
 }
 
 /// A text reply (the BID of BATCH NEW / BATCH OPEN).
-pub fn expect_text(result: Result<Reply, ServerError>) -> Result<String, ReplyError> {
+fn expect_text(result: Result<Reply, ServerError>) -> Result<String, ReplyError> {
     match result? {
         Reply::Text(text) => Ok(text),
         other => Err(unexpected("a text", &other)),
@@ -123,7 +268,7 @@ pub fn expect_text(result: Result<Reply, ServerError>) -> Result<String, ReplyEr
 }
 
 /// Splits jobs into PUSHB commands of at most [`MAX_PUSHB_BATCH`] jobs.
-pub fn push_bulk_commands(jobs: Vec<Job>) -> Vec<Command> {
+fn push_bulk_commands(jobs: Vec<Job>) -> Vec<Command> {
     let mut commands = Vec::with_capacity(jobs.len().div_ceil(MAX_PUSHB_BATCH));
     let mut rest = jobs;
     while !rest.is_empty() {
@@ -187,114 +332,6 @@ pub fn queue_selector<S: AsRef<str>>(names: &[S]) -> QueueSelector {
     }
 }
 
-/// Whether a failed connection attempt is worth retrying with backoff: network trouble, overload and
-/// timeouts are; a refused password, a missing password and a server that does not speak Faktory
-/// are not (retrying cannot fix them).
-pub fn is_transient(error: &ConnectionError) -> bool {
-    matches!(
-        error,
-        ConnectionError::Eof
-            | ConnectionError::Io(_)
-            | ConnectionError::Timeout(_)
-            | ConnectionError::ClosedBeforeGreeting
-            | ConnectionError::HandshakeRejected
-            | ConnectionError::TooManyConnections(_)
-    )
-}
-
-/// Wire bytes made fit for a `trace`-level log: lossy UTF-8, line breaks escaped, and the value of a
-/// `pwdhash` field replaced by `<redacted>`.
-pub fn wire_for_log(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len().min(4096));
-    let mut rest: &str = &text;
-    const KEY: &str = "\"pwdhash\":\"";
-    while let Some(pos) = rest.find(KEY) {
-        let (head, tail) = rest.split_at(pos + KEY.len());
-        out.push_str(head);
-        out.push_str("<redacted>");
-        rest = tail
-            .find('"')
-            .map_or("", |end| tail.get(end..).unwrap_or(""));
-    }
-    out.push_str(rest);
-    out.replace('\r', "\\r").replace('\n', "\\n")
-}
-
-/// The errtype of FAILs for jobs whose jobtype has no registered handler.
-pub const UNKNOWN_JOBTYPE_ERRTYPE: &str = "UnknownJobtype";
-
-/// The outcome of a job no handler is registered for: a FAIL (so it is retried, perhaps by a
-/// worker that knows it, instead of sitting reserved until its reservation expires).
-pub fn unknown_jobtype_outcome(jobtype: &str) -> crate::worker::Outcome {
-    crate::worker::Outcome::failed(
-        UNKNOWN_JOBTYPE_ERRTYPE,
-        format!("no handler registered for jobtype {jobtype:?}"),
-    )
-}
-
-/// The outcome of a handler that returned `error` of type `type_name` (from
-/// `std::any::type_name::<E>()`): FAIL with the last path segment of the type as errtype, the
-/// error's message, and its `source()` chain as backtrace lines (`caused by: …`).
-pub fn failed_outcome(
-    type_name: &str,
-    error: &(dyn std::error::Error + 'static),
-) -> crate::worker::Outcome {
-    let mut backtrace = Vec::new();
-    let mut source = error.source();
-    while let Some(s) = source {
-        backtrace.push(format!("caused by: {s}"));
-        source = s.source();
-    }
-    crate::worker::Outcome::Failed {
-        errtype: short_type_name(type_name),
-        message: error.to_string(),
-        backtrace,
-    }
-}
-
-/// `my_crate::errors::MyError<T>` → `MyError`.
-fn short_type_name(full: &str) -> String {
-    let head = full.split('<').next().unwrap_or(full);
-    let name = head.rsplit("::").next().unwrap_or(head);
-    if name.is_empty() {
-        full.to_owned()
-    } else {
-        name.to_owned()
-    }
-}
-
-/// The outcome of a handler that panicked with `payload`.
-pub fn panicked_outcome(payload: &(dyn std::any::Any + Send)) -> crate::worker::Outcome {
-    crate::worker::Outcome::Panicked {
-        message: panic_message(payload),
-    }
-}
-
-/// The message of a caught panic payload (`&str` or `String`; anything else is described).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "handler panicked with a non-string payload".to_owned()
-    }
-}
-
-/// Resident memory in KiB from the text of `/proc/self/status` (its `VmRSS:` line), for BEAT's
-/// `rss_kb`. The adapters read the file (Linux only) and pass the text here.
-pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut words = line.split_whitespace().skip(1);
-    let value: u64 = words.next()?.parse().ok()?;
-    match words.next() {
-        Some("kB") | None => Some(value),
-        Some("mB") => value.checked_mul(1024),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,62 +389,5 @@ mod tests {
         assert_eq!(v["a"], 1.5);
         assert!(matches!(queue_selector(&["*", "x"]), QueueSelector::All));
         assert!(matches!(queue_selector(&["a"]), QueueSelector::Names(v) if v == ["a"]));
-    }
-
-    #[test]
-    fn error_outcomes_carry_type_message_and_chain() {
-        let inner = std::io::Error::other("disk full");
-        #[derive(Debug)]
-        struct Wrap(std::io::Error);
-        impl std::fmt::Display for Wrap {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("saving failed")
-            }
-        }
-        impl std::error::Error for Wrap {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let e = Wrap(inner);
-        let o = failed_outcome("app::store::Wrap<u8>", &e);
-        assert_eq!(
-            o,
-            crate::worker::Outcome::Failed {
-                errtype: "Wrap".into(),
-                message: "saving failed".into(),
-                backtrace: vec!["caused by: disk full".into()],
-            }
-        );
-        assert_eq!(short_type_name("Plain"), "Plain");
-    }
-
-    #[test]
-    fn panic_messages() {
-        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-        assert_eq!(panic_message(&*p), "boom 1");
-        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
-        assert_eq!(panic_message(&*p), "static");
-        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
-        assert!(panic_message(&*p).contains("non-string"));
-    }
-
-    #[test]
-    fn reads_rss_from_proc_status() {
-        let status = "Name:\tcargo\nVmPeak:\t  10 kB\nVmRSS:\t   54176 kB\nThreads:\t1\n";
-        assert_eq!(rss_kb_from_proc_status(status), Some(54176));
-        assert_eq!(rss_kb_from_proc_status("Name: x\n"), None);
-        assert_eq!(rss_kb_from_proc_status("VmRSS: lots kB\n"), None);
-    }
-
-    #[test]
-    fn logs_never_show_the_password_hash() {
-        let line = b"HELLO {\"v\":2,\"pwdhash\":\"9ad13ef3f4f4\",\"wid\":\"w\"}\r\n";
-        let logged = wire_for_log(line);
-        assert!(!logged.contains("9ad13ef3f4f4"), "{logged}");
-        assert!(logged.contains("<redacted>"));
-        assert!(logged.ends_with("\\r\\n"), "{logged}");
-        assert!(is_transient(&ConnectionError::Eof));
-        assert!(!is_transient(&ConnectionError::PasswordRequired));
     }
 }

@@ -1,0 +1,440 @@
+//! What every runtime adapter's public API shares and that is not protocol: the [`Error`] users
+//! see, the resolution of client and worker settings (URL from the environment, password and
+//! username from the URL, timeouts into the connection options), the outcome of a handler's error
+//! or panic, and a few helpers for logs and heartbeats.
+//!
+//! It lives in `faktory-proto` (and not in the async adapter crate) because `faktory-blocking`
+//! needs it too and depends on no async crate; nothing here does I/O. `faktory-tokio`,
+//! `faktory-async-std` and `faktory-blocking` re-export [`Error`], so all of them have the same
+//! error type.
+
+use std::time::Duration;
+
+use crate::ServerError;
+use crate::client::{ClientOptions, ConnectionError, Reply};
+use crate::command::EncodeError;
+use crate::config::{ConfigError, ServerUrl};
+use crate::handshake::Password;
+use crate::job::JobError;
+use crate::request::ReplyError;
+use crate::worker::Outcome;
+
+/// Everything that can go wrong talking to Faktory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `FAKTORY_URL` / `FAKTORY_PROVIDER` or a URL given in code is invalid.
+    #[error("invalid Faktory URL: {0}")]
+    Config(#[from] ConfigError),
+    /// No usable connection to the server: the socket could not be opened
+    /// ([`ConnectionError::Connect`]: resolving, TCP, TLS), the handshake failed (refused password,
+    /// not a Faktory server), the connection broke, or a reply did not come in time.
+    #[error("{server}: {source}")]
+    Connection {
+        /// The server (`host:port`, or how a user-supplied stream is named).
+        server: String,
+        /// What failed.
+        source: ConnectionError,
+    },
+    /// The connection broke while this request was in flight: the server may or may not have
+    /// executed it. It is never re-sent silently (a PUSH could be doubled).
+    #[error(
+        "{server}: connection lost while {command} was in flight, its outcome is unknown: {source}"
+    )]
+    OutcomeUnknown {
+        /// The server.
+        server: String,
+        /// The verb of the request.
+        command: &'static str,
+        /// Why the connection broke.
+        source: ConnectionError,
+    },
+    /// The server answered with an error (`-ERR …`, `-NOTUNIQUE …`).
+    #[error(transparent)]
+    Server(ServerError),
+    /// The server's reply did not fit the request.
+    #[error(transparent)]
+    Reply(ReplyError),
+    /// The command cannot be encoded (bad queue name, …).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The job is invalid.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The worker configuration is invalid.
+    #[error("invalid worker configuration: {0}")]
+    WorkerConfig(crate::worker::ConfigError),
+    /// The API was used in a way that cannot work (the message says how).
+    #[error("{0}")]
+    Usage(&'static str),
+    /// The client was closed with `close()`.
+    #[error("client is closed")]
+    Closed,
+}
+
+impl From<ReplyError> for Error {
+    fn from(e: ReplyError) -> Self {
+        match e {
+            ReplyError::Server(s) => Error::Server(s),
+            other => Error::Reply(other),
+        }
+    }
+}
+
+impl Error {
+    /// The server's error, when the server answered with one.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// What failed on the connection, for [`Error::Connection`] and [`Error::OutcomeUnknown`].
+    pub fn connection_error(&self) -> Option<&ConnectionError> {
+        match self {
+            Error::Connection { source, .. } | Error::OutcomeUnknown { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether a reply, a connection or a handshake did not come in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.connection_error(), Some(ConnectionError::Timeout(_)))
+    }
+
+    /// Whether trying again later may succeed: the connection failed in a transient way
+    /// ([`ConnectionError::is_transient`]). A server's error reply, a bad job or a bad configuration
+    /// are not transient; neither is [`Error::OutcomeUnknown`], whose request may have run.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connection { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// What a client call gets back: the server's reply (or its error reply), or why there was none.
+pub type CallResult = Result<Result<Reply, ServerError>, Error>;
+
+/// The connection settings of a `Client`, before they are resolved against the environment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// The server; `None`: `FAKTORY_PROVIDER` / `FAKTORY_URL` / `tcp://localhost:7419`.
+    pub url: Option<ServerUrl>,
+    /// Options of each connection (password, wid for consumers, timeouts, frame limit).
+    pub options: ClientOptions,
+    /// TCP, TLS and handshake timeout.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for its reply (and, when reconnecting, for a connection).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            url: None,
+            options: ClientOptions::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings resolved into what a connection needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResolvedClient {
+    /// Where to connect (and whether with TLS).
+    pub url: ServerUrl,
+    /// The connection options, with the URL's password and username and the connect timeout as
+    /// the handshake timeout.
+    pub options: ClientOptions,
+    /// TCP, TLS and handshake timeout.
+    pub connect_timeout: Duration,
+    /// Request timeout (also the reconnect budget of a call).
+    pub request_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// Sets the server URL (`tcp://[:password@]host:port` or `tcp+tls://…`).
+    pub fn set_url(&mut self, url: &str) -> Result<(), Error> {
+        self.url = Some(ServerUrl::parse(url)?);
+        Ok(())
+    }
+
+    /// Sets the password (it wins over one in the URL).
+    pub fn set_password(&mut self, password: impl Into<String>) {
+        self.options.password = Some(Password::new(password));
+    }
+
+    /// Sets the request timeout (reply deadline and reconnect budget).
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
+        self.options.reply_timeout = timeout;
+    }
+
+    /// Resolves the URL (from `env` when none was set) and merges it into the options.
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<ResolvedClient, Error> {
+        let url = match &self.url {
+            Some(u) => u.clone(),
+            None => ServerUrl::from_env_with(env)?,
+        };
+        let mut options = self.options.clone();
+        if options.password.is_none() {
+            options.password = url.password.clone();
+        }
+        if options.username.is_none() {
+            options.username = url.username.clone();
+        }
+        options.handshake_timeout = self.connect_timeout;
+        Ok(ResolvedClient {
+            url,
+            options,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        })
+    }
+}
+
+/// The server settings of a `Worker`, before they are resolved against the environment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerSettings {
+    /// The engine's configuration.
+    pub config: crate::worker::WorkerConfig,
+    /// The server; `None`: the environment.
+    pub url: Option<ServerUrl>,
+    /// The password (wins over one in the URL).
+    pub password: Option<Password>,
+    /// TCP, TLS and handshake timeout per connection.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            config: crate::worker::WorkerConfig::default(),
+            url: None,
+            password: None,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Resolves the URL (from `env` when none was set), puts the password, username and handshake
+    /// timeout into the engine's connection options, and returns the URL and the configuration.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(ServerUrl, crate::worker::WorkerConfig), Error> {
+        let url = match &self.url {
+            Some(u) => u.clone(),
+            None => ServerUrl::from_env_with(env)?,
+        };
+        let mut config = self.config.clone();
+        config.client.password = self.password.clone().or_else(|| url.password.clone());
+        if config.client.username.is_none() {
+            config.client.username = url.username.clone();
+        }
+        config.client.handshake_timeout = self.connect_timeout;
+        Ok((url, config))
+    }
+}
+
+/// Wire bytes made fit for a `trace`-level log: lossy UTF-8, line breaks escaped, and the value of a
+/// `pwdhash` field replaced by `<redacted>`.
+pub fn wire_for_log(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut rest: &str = &text;
+    const KEY: &str = "\"pwdhash\":\"";
+    while let Some(pos) = rest.find(KEY) {
+        let (head, tail) = rest.split_at(pos + KEY.len());
+        out.push_str(head);
+        out.push_str("<redacted>");
+        rest = tail
+            .find('"')
+            .map_or("", |end| tail.get(end..).unwrap_or(""));
+    }
+    out.push_str(rest);
+    out.replace('\r', "\\r").replace('\n', "\\n")
+}
+
+/// The errtype of FAILs for jobs whose jobtype has no registered handler.
+pub const UNKNOWN_JOBTYPE_ERRTYPE: &str = "UnknownJobtype";
+
+/// The outcome of a job no handler is registered for: a FAIL (so it is retried, perhaps by a
+/// worker that knows it, instead of sitting reserved until its reservation expires).
+pub fn unknown_jobtype_outcome(jobtype: &str) -> Outcome {
+    Outcome::failed(
+        UNKNOWN_JOBTYPE_ERRTYPE,
+        format!("no handler registered for jobtype {jobtype:?}"),
+    )
+}
+
+/// The outcome of a handler that returned `error` of type `type_name` (from
+/// `std::any::type_name::<E>()`): FAIL with the last path segment of the type as errtype, the
+/// error's message, and its `source()` chain as backtrace lines (`caused by: …`).
+pub fn failed_outcome(type_name: &str, error: &(dyn std::error::Error + 'static)) -> Outcome {
+    let mut backtrace = Vec::new();
+    let mut source = error.source();
+    while let Some(s) = source {
+        backtrace.push(format!("caused by: {s}"));
+        source = s.source();
+    }
+    Outcome::Failed {
+        errtype: short_type_name(type_name),
+        message: error.to_string(),
+        backtrace,
+    }
+}
+
+/// `my_crate::errors::MyError<T>` → `MyError`.
+fn short_type_name(full: &str) -> String {
+    let head = full.split('<').next().unwrap_or(full);
+    let name = head.rsplit("::").next().unwrap_or(head);
+    if name.is_empty() {
+        full.to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The outcome of a handler that panicked with `payload`.
+pub fn panicked_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
+    Outcome::Panicked {
+        message: panic_message(payload),
+    }
+}
+
+/// The message of a caught panic payload (`&str` or `String`; anything else is described).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "handler panicked with a non-string payload".to_owned()
+    }
+}
+
+/// Resident memory in KiB from the text of `/proc/self/status` (its `VmRSS:` line), for BEAT's
+/// `rss_kb`. The adapters read the file (Linux only) and pass the text here.
+pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value),
+        Some("mB") => value.checked_mul(1024),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_settings_take_password_and_username_from_the_url() {
+        let mut s = ClientSettings::default();
+        s.set_url("tcp://user:pa%40ss@example.com:7500").unwrap();
+        s.set_request_timeout(Duration::from_secs(3));
+        let r = s.resolve(|_| None).unwrap();
+        assert_eq!(r.url.port, 7500);
+        assert_eq!(
+            r.options.password.as_ref().map(Password::expose),
+            Some("pa@ss")
+        );
+        assert_eq!(r.options.username.as_deref(), Some("user"));
+        assert_eq!(r.options.reply_timeout, Duration::from_secs(3));
+        s.set_password("explicit");
+        let r = s.resolve(|_| None).unwrap();
+        assert_eq!(
+            r.options.password.as_ref().map(Password::expose),
+            Some("explicit")
+        );
+    }
+
+    #[test]
+    fn settings_fall_back_to_the_environment() {
+        let s = ClientSettings::default();
+        let r = s
+            .resolve(|k| (k == "FAKTORY_URL").then(|| "tcp+tls://h:1".to_owned()))
+            .unwrap();
+        assert!(r.url.tls);
+        let w = WorkerSettings::default();
+        let (url, config) = w.resolve(|_| None).unwrap();
+        assert_eq!(url.port, 7419);
+        assert_eq!(config.client.handshake_timeout, Duration::from_secs(10));
+        let timeout = Error::Connection {
+            server: "h:1".into(),
+            source: ConnectionError::Timeout("the reply to INFO"),
+        };
+        assert!(timeout.is_timeout() && timeout.is_transient());
+        assert_eq!(
+            timeout.to_string(),
+            "h:1: timed out waiting for the reply to INFO"
+        );
+        assert!(!Error::Usage("x").is_transient());
+    }
+    #[test]
+    fn error_outcomes_carry_type_message_and_chain() {
+        let inner = std::io::Error::other("disk full");
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("saving failed")
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Wrap(inner);
+        let o = failed_outcome("app::store::Wrap<u8>", &e);
+        assert_eq!(
+            o,
+            Outcome::Failed {
+                errtype: "Wrap".into(),
+                message: "saving failed".into(),
+                backtrace: vec!["caused by: disk full".into()],
+            }
+        );
+        assert_eq!(short_type_name("Plain"), "Plain");
+    }
+
+    #[test]
+    fn panic_messages() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 1");
+        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(panic_message(&*p), "static");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(panic_message(&*p).contains("non-string"));
+    }
+
+    #[test]
+    fn reads_rss_from_proc_status() {
+        let status = "Name:\tcargo\nVmPeak:\t  10 kB\nVmRSS:\t   54176 kB\nThreads:\t1\n";
+        assert_eq!(rss_kb_from_proc_status(status), Some(54176));
+        assert_eq!(rss_kb_from_proc_status("Name: x\n"), None);
+        assert_eq!(rss_kb_from_proc_status("VmRSS: lots kB\n"), None);
+    }
+
+    #[test]
+    fn logs_never_show_the_password_hash() {
+        let line = b"HELLO {\"v\":2,\"pwdhash\":\"9ad13ef3f4f4\",\"wid\":\"w\"}\r\n";
+        let logged = wire_for_log(line);
+        assert!(!logged.contains("9ad13ef3f4f4"), "{logged}");
+        assert!(logged.contains("<redacted>"));
+        assert!(logged.ends_with("\\r\\n"), "{logged}");
+        assert!(ConnectionError::Eof.is_transient());
+        assert!(!ConnectionError::PasswordRequired.is_transient());
+    }
+}

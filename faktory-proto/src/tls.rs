@@ -1,0 +1,119 @@
+//! How `tcp+tls://` connections verify the server: the rustls client configuration every adapter
+//! builds its TLS sessions from (feature `tls`).
+//!
+//! It lives here, and not in an adapter, because the async adapters and `faktory-blocking` both need
+//! it and neither depends on the other; rustls is itself a sans-IO state machine, so this module adds
+//! no I/O to the crate. The sessions themselves (handshake over a socket, reads and writes) are the
+//! adapters'.
+//!
+//! ```
+//! use faktory_proto::tls::TlsConfig;
+//!
+//! // The default: verify against the Mozilla roots bundled by `webpki-roots`.
+//! let config = TlsConfig::default().client_config().expect("builds");
+//! assert!(config.alpn_protocols.is_empty());
+//! let name = faktory_proto::tls::server_name("faktory.example.com").expect("a DNS name");
+//! # let _ = name;
+//! ```
+
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+
+/// How to verify the server's certificate on `tcp+tls://` URLs.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum TlsConfig {
+    /// Verify against the Mozilla roots bundled by `webpki-roots` (the default).
+    #[default]
+    WebpkiRoots,
+    /// Verify against the operating system's trust store (feature `native-roots`).
+    #[cfg(feature = "native-roots")]
+    NativeRoots,
+    /// Verify against these roots (for a private CA or a self-signed server certificate).
+    RootStore(rustls::RootCertStore),
+    /// Use this rustls configuration as it is (client certificates, custom verifiers, …).
+    ClientConfig(Arc<rustls::ClientConfig>),
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsConfig::WebpkiRoots => f.write_str("TlsConfig::WebpkiRoots"),
+            #[cfg(feature = "native-roots")]
+            TlsConfig::NativeRoots => f.write_str("TlsConfig::NativeRoots"),
+            TlsConfig::RootStore(r) => write!(f, "TlsConfig::RootStore({} roots)", r.len()),
+            TlsConfig::ClientConfig(_) => f.write_str("TlsConfig::ClientConfig(..)"),
+        }
+    }
+}
+
+/// Why a TLS configuration could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// The operating system's trust store has no certificate rustls can use.
+    #[error("no usable certificates in the native trust store")]
+    NoNativeRoots,
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused: {0}")]
+    Rustls(String),
+    /// The host cannot be a TLS server name (it is neither a DNS name nor an IP address).
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+}
+
+impl TlsConfig {
+    /// The rustls client configuration (ring provider, safe default protocol versions, no client
+    /// certificate), or the one given as [`TlsConfig::ClientConfig`].
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        let roots = match self {
+            TlsConfig::ClientConfig(c) => return Ok(Arc::clone(c)),
+            TlsConfig::WebpkiRoots => rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+            #[cfg(feature = "native-roots")]
+            TlsConfig::NativeRoots => {
+                let mut store = rustls::RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = store.add(cert);
+                }
+                if store.is_empty() {
+                    return Err(TlsConfigError::NoNativeRoots);
+                }
+                store
+            }
+            TlsConfig::RootStore(r) => r.clone(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsConfigError::Rustls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+/// The server name a TLS session to `host` verifies the certificate against.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsConfigError> {
+    ServerName::try_from(host.to_owned()).map_err(|_| TlsConfigError::ServerName(host.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_configs_and_names() {
+        assert!(TlsConfig::default().client_config().is_ok());
+        let empty = TlsConfig::RootStore(rustls::RootCertStore::empty());
+        assert!(empty.client_config().is_ok());
+        assert!(format!("{empty:?}").contains("0 roots"));
+        assert!(server_name("127.0.0.1").is_ok());
+        assert_eq!(
+            server_name("not a host!").unwrap_err(),
+            TlsConfigError::ServerName("not a host!".into())
+        );
+    }
+}
