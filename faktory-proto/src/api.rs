@@ -198,6 +198,19 @@ impl ClientSettings {
     }
 }
 
+impl ResolvedClient {
+    /// The session configuration for these settings: the server named by its `host:port`, the
+    /// connection options, the timeouts; the backoff's jitter from `seed`.
+    pub fn session_config(&self, seed: u64) -> crate::session::SessionConfig {
+        let mut config =
+            crate::session::SessionConfig::new(self.url.authority(), self.options.clone());
+        config.connect_timeout = self.connect_timeout;
+        config.request_timeout = self.request_timeout;
+        config.seed = seed;
+        config
+    }
+}
+
 /// The server settings of a `Worker`, before they are resolved against the environment.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
