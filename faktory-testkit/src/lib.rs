@@ -10,6 +10,9 @@
 //!   and inject faults ([`Fault`], refused connections, restarts).
 //! - [`Clock`]: the server clock, real, manual (stepped by the test) or sped up. A 60 s heartbeat
 //!   reaping, a reservation expiry or a retry schedule take no wall time with a manual clock.
+//! - [`Pace`]: optionally, the pace of a real server (commands answered one at a time per
+//!   connection, each after a service time), for benchmarks that must not be tuned on a server that
+//!   answers instantly.
 //! - [`store::Store`]: the server's state and semantics as a pure, synchronous machine (no I/O,
 //!   time passed in), usable on its own.
 //!
@@ -37,11 +40,13 @@ pub mod clock;
 mod glob;
 mod gojson;
 mod gotime;
+pub mod pace;
 mod rng;
 mod server;
 pub mod store;
 
 pub use clock::{Clock, ClockError};
+pub use pace::Pace;
 pub use faktory_proto::time::UnixTime;
 pub use server::{ConnectionInfo, Fault, TestServer, TestServerBuilder};
 pub use store::{

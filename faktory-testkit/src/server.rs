@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::clock::{Clock, ClockError};
+use crate::pace::{Pace, Pacer};
 use crate::rng::Rng;
 use crate::store::{
     AckRecord, ConnId, FailRecord, Outcome, PushError, Reply, ReservationInfo, RetryJitter,
@@ -81,6 +82,7 @@ pub struct TestServerBuilder {
     clock: Option<Clock>,
     seed: u64,
     jitter: RetryJitter,
+    pace: Option<Pace>,
 }
 
 impl Default for TestServerBuilder {
@@ -93,6 +95,7 @@ impl Default for TestServerBuilder {
             clock: None,
             seed: 0x7E57_5E4E_0000_0001,
             jitter: RetryJitter::Random,
+            pace: None,
         }
     }
 }
@@ -143,6 +146,14 @@ impl TestServerBuilder {
         self
     }
 
+    /// Answer at the modelled pace of a real server ([`Pace`]): each connection's commands one at a
+    /// time, each after its service time, so throughput grows with connections and plateaus as on a
+    /// real Faktory. Default: none, every command is answered at once (what tests want).
+    pub fn pace(mut self, pace: Pace) -> Self {
+        self.pace = Some(pace);
+        self
+    }
+
     /// Binds and starts serving. Must be called inside a tokio runtime (with the time and I/O
     /// drivers enabled).
     pub async fn start(self) -> io::Result<TestServer> {
@@ -163,6 +174,7 @@ impl TestServerBuilder {
         let mut options = ServerOptions::default();
         options.password = self.password.clone().map(Password::new);
         options.handshake_timeout = self.handshake_timeout;
+        let pacer = self.pace.map(Pacer::start).transpose()?;
         let (accepting, _) = watch::channel(true);
         let (listening, _) = watch::channel(true);
         let (live, _) = watch::channel(0usize);
@@ -179,6 +191,7 @@ impl TestServerBuilder {
             accepting,
             listening,
             rng: Mutex::new(Rng::new(self.seed ^ 0xA5A5_5A5A_C3C3_3C3C)),
+            pacer,
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener, addr));
         let driver = tokio::spawn(periodic_driver(Arc::clone(&shared)));
@@ -232,6 +245,8 @@ struct Shared {
     accepting: watch::Sender<bool>,
     listening: watch::Sender<bool>,
     rng: Mutex<Rng>,
+    /// The modelled server pace, if any.
+    pacer: Option<Pacer>,
 }
 
 #[derive(Debug, Default)]
@@ -546,6 +561,7 @@ impl ConnTask {
                 }
                 Some(ServerEvent::Command(cmd)) => {
                     let n = self.begin_command()?;
+                    self.pace().await?;
                     let now = clock.now();
                     let id = self.id;
                     let outcome = self.shared.with_store(|s| s.execute(id, cmd, now));
@@ -557,6 +573,7 @@ impl ConnTask {
                 }
                 Some(ServerEvent::Invalid(err)) => {
                     let n = self.begin_command()?;
+                    self.pace().await?;
                     let msg = self.shared.with_store(|s| s.invalid(&err));
                     self.answer(conn, n, Reply::Error(msg)).await?;
                 }
@@ -587,6 +604,17 @@ impl ConnTask {
                 }
             }
         }
+    }
+
+    /// Waits for the modelled service of one command, when the server has a pace.
+    async fn pace(&mut self) -> Result<(), Stop> {
+        let Some(served) = self.shared.pacer.as_ref().map(Pacer::serve) else {
+            return Ok(());
+        };
+        let wait = pin!(async {
+            let _ = served.await;
+        });
+        self.wait_or_control(wait).await
     }
 
     /// Counts a command; `Err` when a fault drops the connection before it runs.

@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! faktory-testkit [--port 7419] [--password SECRET] [--fetch-timeout-ms 2000]
+//!                 [--pace real | --pace PER_COMMAND_US:SHARED_US]
 //! ```
+//! `--pace` answers at the modelled pace of a real server (see `faktory_testkit::Pace`) instead of
+//! at once: for benchmarks.
 //! Listens on 127.0.0.1 only, prints the address (`tcp://127.0.0.1:7419`) on stdout, serves until
 //! Ctrl-C.
 
@@ -11,10 +14,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use faktory_testkit::TestServer;
+use faktory_testkit::{Pace, TestServer};
 
 const USAGE: &str = "usage: faktory-testkit [--port N (7419; 0 = any free port)] [--password SECRET] \
-                     [--fetch-timeout-ms MS (2000)]\nListens on 127.0.0.1 only. An in-memory test double, \
+                     [--fetch-timeout-ms MS (2000)] \
+                     [--pace real | --pace PER_COMMAND_US:SHARED_US]\nListens on 127.0.0.1 only. An in-memory test double, \
                      not a production server.";
 
 #[derive(Debug)]
@@ -22,6 +26,17 @@ struct Args {
     port: u16,
     password: Option<String>,
     fetch_timeout: Duration,
+    pace: Option<Pace>,
+}
+
+fn parse_pace(text: &str) -> Result<Pace, String> {
+    if text == "real" {
+        return Ok(Pace::real_server());
+    }
+    let bad = || format!("--pace: expected `real` or PER_COMMAND_US:SHARED_US, got {text:?}");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let us = |v: &str| v.parse::<u64>().map(Duration::from_micros).map_err(|_| bad());
+    Ok(Pace::new(us(a)?, us(b)?))
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -29,6 +44,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         port: 7419,
         password: None,
         fetch_timeout: Duration::from_secs(2),
+        pace: None,
     };
     while let Some(flag) = it.next() {
         let (name, inline) = match flag.split_once('=') {
@@ -53,6 +69,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
                     .map_err(|e| format!("--fetch-timeout-ms: {e}"))?;
                 args.fetch_timeout = Duration::from_millis(ms);
             }
+            "--pace" => args.pace = Some(parse_pace(&value()?)?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -86,6 +103,9 @@ async fn main() -> ExitCode {
         .fetch_timeout(args.fetch_timeout);
     if let Some(p) = args.password {
         builder = builder.password(p);
+    }
+    if let Some(pace) = args.pace {
+        builder = builder.pace(pace);
     }
     let server = match builder.start().await {
         Ok(s) => s,
@@ -136,5 +156,17 @@ mod tests {
         assert!(parse(&["--port"]).is_err());
         assert!(parse(&["--port", "x"]).is_err());
         assert!(parse(&["--nope"]).is_err());
+        let a = parse(&["--pace", "real"]).unwrap().unwrap();
+        assert_eq!(a.pace, Some(Pace::real_server()));
+        let a = parse(&["--pace=120:45"]).unwrap().unwrap();
+        assert_eq!(
+            a.pace,
+            Some(Pace::new(
+                Duration::from_micros(120),
+                Duration::from_micros(45)
+            ))
+        );
+        assert!(parse(&["--pace", "fast"]).is_err());
+        assert!(parse(&["--pace", "1:x"]).is_err());
     }
 }
