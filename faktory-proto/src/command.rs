@@ -508,7 +508,8 @@ pub(crate) mod parse;
 pub use parse::{CommandError, job_args_missing, parse_job_lenient};
 
 // Encoding and parsing are tested together (each encoded line must parse back).
-#[cfg(all(test, feature = "server"))]
+#[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use super::parse::{gojson, job_from_go};
     use super::*;

@@ -8,6 +8,7 @@
 //! Property tests of the codec: encode then decode is the identity for RESP frames, commands and
 //! jobs; any chunking of a frame stream decodes to the same frames; arbitrary bytes never panic
 //! the decoder or the parsers.
+#![cfg(feature = "server")]
 
 use bytes::{Bytes, BytesMut};
 use faktory_proto::command::{

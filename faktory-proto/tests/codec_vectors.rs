@@ -17,6 +17,7 @@
 //! The transcripts are read here with a small Python-bytes-literal unescaper; elided payloads
 //! (`b'head' ...<N bytes total>... b'tail'`) are rebuilt when the elided middle is the repetition
 //! of one character, and skipped otherwise.
+#![cfg(feature = "server")]
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;

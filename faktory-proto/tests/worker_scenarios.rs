@@ -141,7 +141,7 @@ fn shutdown_with_nothing_running() {
     let mut h = Harness::new(cfg, ok_after(10));
     h.run_for(3 * S);
     let conns = h.open.len();
-    assert_eq!(conns, 1 + 2, "control + ceil(4 / 2) fetch connections");
+    assert_eq!(conns, 1 + 4, "control + one fetch connection per slot");
     assert!(h.worker.outstanding_fetches() > 0);
 
     let shutdown_at = h.t();
@@ -154,11 +154,15 @@ fn shutdown_with_nothing_running() {
     let report = h.run_until_stopped(30 * S);
     assert_eq!(report.reason, StopReason::Shutdown);
     assert!(report.is_clean());
-    // Outstanding FETCHes were answered before their connections closed: at most two 2 s FETCHes
-    // per connection.
+    // Outstanding FETCHes were answered before their connections closed: one FETCH per connection,
+    // so the shutdown waits one 2 s FETCH block (plus the harness's round trips), never two.
     assert_eq!(h.server.store.closed_with_fetch, 0);
     assert!(h.server.store.stranded.is_empty());
-    assert!(h.t() <= shutdown_at + 4 * S, "took until {:?}", h.t());
+    assert!(
+        h.t() <= shutdown_at + 2 * S + ms(50),
+        "took until {:?} (shutdown at {shutdown_at:?})",
+        h.t()
+    );
     assert!(
         !h.verbs_since(shutdown_at + ms(1))
             .iter()
@@ -301,7 +305,7 @@ fn server_restarting_twice_in_a_row() {
     let hellos_wid = h.server.store.records.keys().cloned().collect::<Vec<_>>();
     assert_eq!(hellos_wid, vec!["wid-test-0001".to_owned()]);
     assert!(h.control_conn().is_some());
-    assert_eq!(h.fetch_conns().len(), 1);
+    assert_eq!(h.fetch_conns().len(), 2, "one per slot");
 
     // Second outage right away: the backoff starts small again.
     let down2 = h.t();
@@ -412,9 +416,11 @@ fn shutdown_while_fetches_are_outstanding_runs_what_they_bring() {
 fn shutdown_while_fetches_are_outstanding_fails_what_arrives_after_the_grace_period() {
     let mut cfg = config(4);
     cfg.grace_period = S;
+    // Two FETCHes pipelined per fetch connection (not the default): the second ones are still
+    // waiting at 2.5 s.
+    cfg.fetches_per_connection = 2;
     let mut h = Harness::new(cfg, ok_after(1_000));
     h.run_for(ms(10));
-    // Two FETCHes pipelined per fetch connection: the second ones are still waiting at 2.5 s.
     h.shutdown();
     h.run_for(ms(2_500));
     assert_eq!(h.worker.lifecycle(), Lifecycle::Ending);
@@ -662,19 +668,29 @@ fn outcome_errors_are_retried_then_reported() {
 
 #[test]
 fn fetch_connections_grow_with_concurrency_up_to_the_cap() {
-    for (concurrency, expected) in [(1, 1), (2, 1), (10, 5), (16, 8), (100, 8)] {
+    for (concurrency, expected) in [(1, 1), (2, 2), (10, 10), (16, 10), (100, 10)] {
         let mut h = Harness::new(config(concurrency), ok_after(10));
         h.run_for(S);
         assert_eq!(h.fetch_conns().len(), expected, "concurrency {concurrency}");
         assert!(h.control_conn().is_some());
-        // Never more FETCHes than free slots, never more than 2 per connection.
+        // Never more FETCHes than free slots, never more than 1 per connection.
+        assert_eq!(h.worker.outstanding_fetches(), concurrency.min(expected));
+    }
+    let cfg = WorkerConfig::default();
+    assert_eq!(cfg.fetch_connections(), 10);
+    // Tuned: two FETCHes per connection, at most 8 connections.
+    for (concurrency, expected) in [(2, 1), (10, 5), (100, 8)] {
+        let mut cfg = config(concurrency);
+        cfg.fetches_per_connection = 2;
+        cfg.max_fetch_connections = 8;
+        let mut h = Harness::new(cfg, ok_after(10));
+        h.run_for(S);
+        assert_eq!(h.fetch_conns().len(), expected, "concurrency {concurrency}");
         assert_eq!(
             h.worker.outstanding_fetches(),
             concurrency.min(expected * 2)
         );
     }
-    let cfg = WorkerConfig::default();
-    assert_eq!(cfg.fetch_connections(), 5);
 }
 
 #[test]

@@ -560,8 +560,13 @@ impl Harness {
     pub fn settle(&mut self) {
         for _ in 0..1_000_000 {
             let mut progress = false;
+            let mut drained = BTreeSet::new();
             while let Some((id, bytes)) = self.worker.poll_transmit() {
                 assert!(self.open.contains(&id), "bytes for a closed connection");
+                assert!(
+                    drained.insert(id),
+                    "two buffers for connection {id:?} in one drain"
+                );
                 self.server.receive(id, &bytes, self.now);
                 progress = true;
             }
