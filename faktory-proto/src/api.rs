@@ -289,8 +289,8 @@ pub fn unknown_jobtype_outcome(jobtype: &str) -> Outcome {
 }
 
 /// The outcome of a handler that returned `error` of type `type_name` (from
-/// `std::any::type_name::<E>()`): FAIL with the last path segment of the type as errtype, the
-/// error's message, and its `source()` chain as backtrace lines (`caused by: …`).
+/// `std::any::type_name::<E>()`): FAIL with [`errtype`] as errtype, the error's message, and its
+/// `source()` chain as backtrace lines (`caused by: …`).
 pub fn failed_outcome(type_name: &str, error: &(dyn std::error::Error + 'static)) -> Outcome {
     let mut backtrace = Vec::new();
     let mut source = error.source();
@@ -299,20 +299,95 @@ pub fn failed_outcome(type_name: &str, error: &(dyn std::error::Error + 'static)
         source = s.source();
     }
     Outcome::Failed {
-        errtype: short_type_name(type_name),
+        errtype: errtype(type_name, error),
         message: error.to_string(),
         backtrace,
     }
 }
 
-/// `my_crate::errors::MyError<T>` → `MyError`.
+/// The errtype of a FAIL for a handler error of type `type_name` (from
+/// `std::any::type_name::<E>()`), the value the Web UI groups retries by.
+///
+/// - A concrete type known at registration gives its short name: `app::store::SaveError<T>` →
+///   `SaveError`; a type named just `Error` keeps its module, so errors of different crates do
+///   not look alike: `std::io::Error` → `io::Error`, `serde_json::Error` → `serde_json::Error`.
+/// - A boxed error (`Box<dyn Error>`, the usual `BoxError`) hides its type: the box is looked into.
+///   Well-known types are recognised by downcasting (`io::Error`, `serde_json::Error`, this crate's
+///   `JobError` and `Error`, std's parse and UTF-8 errors); any other type by the name its derived
+///   `Debug` output starts with (`MyError { .. }` → `MyError`; for an enum, its variant); a boxed
+///   string (`"…".into()`) gives `StringError`. Never `Box`.
+pub fn errtype(type_name: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    if is_erased(type_name) {
+        boxed_errtype(error)
+    } else {
+        short_type_name(type_name)
+    }
+}
+
+/// Whether `type_name` hides the concrete error type.
+fn is_erased(type_name: &str) -> bool {
+    type_name.starts_with("alloc::boxed::Box<") || type_name.contains("dyn ")
+}
+
+/// The errtype of an error whose static type says nothing (see [`errtype`]).
+fn boxed_errtype(error: &(dyn std::error::Error + 'static)) -> String {
+    macro_rules! known {
+        ($($ty:ty),* $(,)?) => {
+            $(
+                if error.is::<$ty>() {
+                    return short_type_name(std::any::type_name::<$ty>());
+                }
+            )*
+        };
+    }
+    known!(
+        std::io::Error,
+        serde_json::Error,
+        crate::job::JobError,
+        Error,
+        std::fmt::Error,
+        std::num::ParseIntError,
+        std::num::ParseFloatError,
+        std::num::TryFromIntError,
+        std::str::ParseBoolError,
+        std::str::Utf8Error,
+        std::string::FromUtf8Error,
+        std::net::AddrParseError,
+        std::time::SystemTimeError,
+    );
+    let debug = format!("{error:?}");
+    if debug.starts_with('"') {
+        return "StringError".to_owned();
+    }
+    let name: String = debug
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let name = name.trim_end_matches(':');
+    let rest = debug.get(name.len()..).unwrap_or("");
+    let looks_like_a_type = name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && (rest.is_empty() || rest.starts_with([' ', '(', '{']));
+    if looks_like_a_type {
+        short_type_name(name)
+    } else {
+        "Error".to_owned()
+    }
+}
+
+/// `my_crate::errors::MyError<T>` → `MyError`; `std::io::error::Error` → `io::Error`.
 fn short_type_name(full: &str) -> String {
     let head = full.split('<').next().unwrap_or(full);
-    let name = head.rsplit("::").next().unwrap_or(head);
-    if name.is_empty() {
-        full.to_owned()
-    } else {
-        name.to_owned()
+    let mut segments = head.rsplit("::").filter(|s| !s.is_empty());
+    let Some(name) = segments.next() else {
+        return full.to_owned();
+    };
+    if name != "Error" {
+        return name.to_owned();
+    }
+    // `Error` alone says nothing: prefix the nearest module that is not itself called `error`.
+    match segments.find(|m| *m != "error") {
+        Some(module) => format!("{module}::{name}"),
+        None => name.to_owned(),
     }
 }
 
@@ -420,6 +495,63 @@ mod tests {
             }
         );
         assert_eq!(short_type_name("Plain"), "Plain");
+    }
+
+    #[test]
+    fn errtypes_name_the_error_never_the_box() {
+        use std::error::Error as StdError;
+        type BoxError = Box<dyn StdError + Send + Sync>;
+        let boxed = std::any::type_name::<BoxError>();
+        // Concrete types known at registration.
+        let io = std::io::Error::other("disk full");
+        assert_eq!(
+            errtype(std::any::type_name::<std::io::Error>(), &io),
+            "io::Error"
+        );
+        let json = serde_json::from_str::<u8>("x").unwrap_err();
+        assert_eq!(
+            errtype(std::any::type_name::<serde_json::Error>(), &json),
+            "serde_json::Error"
+        );
+        assert_eq!(short_type_name("app::errors::SaveError<u8>"), "SaveError");
+        // Boxed: looked into.
+        let e: BoxError = std::io::Error::other("disk full").into();
+        assert_eq!(errtype(boxed, &*e), "io::Error");
+        let job = crate::job::Job::new("X", vec![serde_json::json!("a")]);
+        let e: BoxError = job.args_as::<(u32,)>().unwrap_err().into();
+        assert_eq!(errtype(boxed, &*e), "JobError");
+        let e: BoxError = "no such user".into();
+        assert_eq!(errtype(boxed, &*e), "StringError");
+        let e: BoxError = format!("no user {}", 7).into();
+        assert_eq!(errtype(boxed, &*e), "StringError");
+        #[derive(Debug)]
+        struct PaymentDeclined {
+            #[allow(dead_code)]
+            code: u32,
+        }
+        impl std::fmt::Display for PaymentDeclined {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("declined")
+            }
+        }
+        impl StdError for PaymentDeclined {}
+        let e: BoxError = PaymentDeclined { code: 51 }.into();
+        assert_eq!(errtype(boxed, &*e), "PaymentDeclined");
+        #[derive(Debug)]
+        enum Upstream {
+            Unavailable,
+        }
+        impl std::fmt::Display for Upstream {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("upstream unavailable")
+            }
+        }
+        impl StdError for Upstream {}
+        let e: BoxError = Upstream::Unavailable.into();
+        assert_eq!(errtype(boxed, &*e), "Unavailable");
+        let o = failed_outcome(boxed, &*e);
+        assert!(matches!(o, Outcome::Failed { ref errtype, ref message, .. }
+            if errtype == "Unavailable" && message == "upstream unavailable"));
     }
 
     #[test]

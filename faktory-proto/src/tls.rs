@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
+use crate::client::{ConnectFailure, ConnectPhase};
+
 /// How to verify the server's certificate on `tcp+tls://` URLs.
 #[derive(Clone, Default)]
 #[non_exhaustive]
@@ -95,6 +97,44 @@ impl TlsConfig {
     }
 }
 
+/// A failed TLS handshake as the machines take it: certificate problems are permanent (another
+/// attempt cannot fix them); a server that answers in plain text gets a hint, since that is the
+/// usual cause (a `tcp+tls://` URL pointed at a plain Faktory port); anything else is transient.
+///
+/// ```
+/// use faktory_proto::client::ConnectPhase;
+/// use faktory_proto::tls::handshake_failure;
+///
+/// let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+/// let failure = handshake_failure(&plain);
+/// assert_eq!(failure.phase, ConnectPhase::Tls);
+/// assert!(failure.reason.contains("tcp://"), "{}", failure.reason);
+/// ```
+pub fn handshake_failure(error: &rustls::Error) -> ConnectFailure {
+    match error {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType => ConnectFailure::permanent(
+            ConnectPhase::Tls,
+            format!(
+                "the server's certificate does not verify: {error} (a private CA or a self-signed \
+                 certificate needs TlsConfig::RootStore)"
+            ),
+        ),
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+        | rustls::Error::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion) => {
+            ConnectFailure::permanent(
+                ConnectPhase::Tls,
+                format!(
+                    "{error}: the server does not speak TLS on this port (is it a plain Faktory? \
+                     use tcp:// instead of tcp+tls://)"
+                ),
+            )
+        }
+        other => ConnectFailure::transient(ConnectPhase::Tls, other.to_string()),
+    }
+}
+
 /// The server name a TLS session to `host` verifies the certificate against.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsConfigError> {
     ServerName::try_from(host.to_owned()).map_err(|_| TlsConfigError::ServerName(host.to_owned()))
@@ -115,5 +155,22 @@ mod tests {
             server_name("not a host!").unwrap_err(),
             TlsConfigError::ServerName("not a host!".into())
         );
+    }
+
+    #[test]
+    fn handshake_failures_are_classified() {
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let f = handshake_failure(&cert);
+        assert!(f.permanent && f.reason.contains("RootStore"), "{f}");
+        let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let f = handshake_failure(&plain);
+        assert!(f.permanent && f.reason.contains("use tcp://"), "{f}");
+        assert_eq!(
+            f.to_string(),
+            format!("TLS handshake failed: {}", f.reason),
+            "the phase leads the message"
+        );
+        let other = rustls::Error::HandshakeNotComplete;
+        assert!(!handshake_failure(&other).permanent);
     }
 }
