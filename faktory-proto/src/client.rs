@@ -7,7 +7,8 @@
 //! - Commands given to [`Connection::send`] before `Ready` are held and transmitted right after `+OK`
 //!   (so an overload `-ERR too many connections` right after `+OK` is never mistaken for a reply);
 //!   after `Ready` they are encoded straight into the transmit buffer (pipelining).
-//! - Replies are matched FIFO. The expected reply kind follows from the command (PROTOCOL.md §10):
+//! - Replies are matched FIFO. The expected reply kind follows from the command
+//!   (docs/protocol.md#reply-kinds):
 //!   `Ok` (`+OK`, or bulk `OK`), BEAT (`+OK` or bulk `{"state":…}`), FETCH (bulk job, `$-1`, `$0`),
 //!   JSON (INFO, PUSHB, QUEUE LATENCY, BATCH STATUS, TRACK GET), text (BATCH NEW/OPEN), none (END).
 //!   Any kind may get an error frame instead: that is [`Event::Reply`] with `Err(ServerError)` and the
@@ -291,7 +292,7 @@ enum State {
     Closed,
 }
 
-/// The reply kind a command expects (PROTOCOL.md §10).
+/// The reply kind a command expects (docs/protocol.md#reply-kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// `+OK` (or bulk `OK`).

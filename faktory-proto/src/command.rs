@@ -1,4 +1,5 @@
-//! Every command of the Faktory Work Protocol (PROTOCOL.md §11), Enterprise ones included.
+//! Every command of the Faktory Work Protocol (docs/protocol.md#commands), Enterprise ones
+//! included.
 //!
 //! CONTRACT:
 //! - [`Command::encode`] appends `VERB[ payload]\r\n` to a buffer: compact JSON, never a raw `\n`,
@@ -18,7 +19,8 @@
 //!   `QUEUE LATENCY` may have no names (`{}` comes back); a first name `*` is sent as is and the
 //!   server answers `QUEUE LATENCY does not support wildcards`.
 //!
-//! Parsing details (what the real server 1.10 does, PROTOCOL.md §1.2, §3, §6):
+//! Parsing details (what the real server 1.10 does; docs/protocol.md#command-lines,
+//! docs/protocol.md#malformed-input and each command's section there):
 //! - `HELLO` is not a command after the handshake: `unknown command HELLO`. A blank line is
 //!   `unknown command ` (trailing space). [`crate::handshake::parse_hello`] reads the handshake line.
 //! - A known verb without a space after it (`PUSH`, `ACK`, `QUEUE`, …) is `internal error`, except
@@ -108,8 +110,8 @@ pub struct Ack {
     pub jid: String,
 }
 
-/// `FAIL` payload (PROTOCOL.md §3.8). The server cuts `errtype` to 100 bytes, `message` to 1000 bytes
-/// and `backtrace` to 50 lines; [`Fail::new`] does the same on a character boundary.
+/// `FAIL` payload (docs/protocol.md#fail). The server cuts `errtype` to 100 bytes, `message` to
+/// 1000 bytes and `backtrace` to 50 lines; [`Fail::new`] does the same on a character boundary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fail {
     /// The failed job.
@@ -245,7 +247,7 @@ pub enum MutateTarget {
     Dead,
 }
 
-/// `MUTATE` filter (PROTOCOL.md §3.11): `jids` wins over `regexp` (a glob) and `jobtype`.
+/// `MUTATE` filter (docs/protocol.md#mutate): `jids` wins over `regexp` (a glob) and `jobtype`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MutateFilter {
     /// Only jobs of this type.
@@ -322,7 +324,7 @@ pub enum EncodeError {
 
 impl Command {
     /// Whether the server answers this command: every command but `END`, after which the server
-    /// closes the connection without a reply (PROTOCOL.md §3.1).
+    /// closes the connection without a reply (docs/protocol.md#end).
     pub fn expects_reply(&self) -> bool {
         !matches!(self, Command::End)
     }

@@ -1,5 +1,5 @@
-//! `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing (PROTOCOL.md §1.1). Reading the environment is the
-//! adapters' job (they pass a lookup function); parsing is here.
+//! `FAKTORY_URL` / `FAKTORY_PROVIDER` parsing (docs/protocol.md#server-url). Reading the
+//! environment is the adapters' job (they pass a lookup function); parsing is here.
 //!
 //! CONTRACT: `tcp://[:password@]host[:port]` and `tcp+tls://…`; default port 7419;
 //! default URL `tcp://localhost:7419`; the password is URL-unescaped (`%xx`); the username is kept

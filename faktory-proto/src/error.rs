@@ -9,8 +9,9 @@ use std::fmt;
 /// An error reply from the server: `-<CODE> <message>`.
 ///
 /// `code` is `ERR` for ordinary failures; Enterprise middleware uses other codes such as `NOTUNIQUE`.
-/// Message texts are not a stable API (PROTOCOL.md §1.4): match on [`ServerError::code`], or use the
-/// helpers here, which match case-insensitively on prefixes.
+/// Message texts are not a stable API (most changed case in 1.6.1; docs/protocol.md#error-replies):
+/// match on [`ServerError::code`], or use the helpers here, which match case-insensitively on
+/// prefixes.
 #[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct ServerError {

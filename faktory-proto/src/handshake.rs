@@ -1,9 +1,11 @@
-//! The handshake: the server's `HI`, the client's `HELLO`, and the password hash (PROTOCOL.md §2).
+//! The handshake: the server's `HI`, the client's `HELLO`, and the password hash
+//! (docs/protocol.md#handshake).
 //!
 //! CONTRACT:
 //! - [`password_hash`]: `d = SHA256(password ++ salt)`, then `i - 1` more rounds of `SHA256(d)` over the
-//!   raw digest; lowercase hex. `i <= 1` means one round. Both vectors of PROTOCOL.md §2.3 and the
-//!   live one of §12 pass.
+//!   raw digest; lowercase hex. `i <= 1` means one round. The three test vectors of
+//!   docs/protocol.md#password-hash pass (the server's own unit test, its single-round variant,
+//!   and one recorded from a live server).
 //! - [`Hi::parse`] takes the text of the `+HI …` simple string (`HI {json}`).
 //! - [`Hello`] serializes in the order `v, hostname, pid, labels, wid, pwdhash, username`, skipping
 //!   absent fields.
@@ -267,7 +269,8 @@ mod tests {
 
     #[test]
     fn password_hash_vectors() {
-        // PROTOCOL.md §2.3 (the server's own unit test) and §12 (the live server).
+        // docs/protocol.md#password-hash: the server's own unit test (and its single-round
+        // variant), and a live server.
         assert_eq!(
             password_hash("foobar", "55104dc76695721d", 1545),
             "6d877f8e5544b1f2598768f817413ab8a357afffa924dedae99eb91472d4ec30"

@@ -1,8 +1,8 @@
 //! Typed JSON documents the server answers with: `INFO`, `QUEUE LATENCY`, `BATCH STATUS` and
 //! `TRACK GET`.
 //!
-//! Decoding is lenient (PROTOCOL.md §3.3): every field may be absent, unknown keys are kept in an
-//! `extra` map, so Enterprise servers and future versions decode too.
+//! Decoding is lenient (docs/protocol.md#info): every field may be absent, unknown keys are kept in
+//! an `extra` map, so Enterprise servers and future versions decode too.
 
 use std::collections::BTreeMap;
 

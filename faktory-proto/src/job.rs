@@ -1,11 +1,12 @@
-//! The job payload (PROTOCOL.md §4).
+//! The job payload (docs/protocol.md#the-job-payload).
 //!
 //! A [`Job`] holds every field the server knows, keeps unknown top-level fields in [`Job::extra`]
 //! (the real server drops them, but a job read from elsewhere keeps them), and decodes any job the
 //! server hands out whatever client pushed it: only `jid`, `jobtype` and `args` are required.
 //!
 //! Jobs built with [`Job::new`] or [`Job::builder`] always carry `retry` (25 unless chosen otherwise),
-//! because the real server leaks an explicit `retry` into its default for later jobs (PROTOCOL.md §12).
+//! because the real server leaks an explicit `retry` into its default for later jobs
+//! (docs/protocol.md#the-retry-default-leaks).
 //!
 //! ```
 //! use faktory_proto::job::Job;
@@ -74,7 +75,7 @@ pub struct Job {
     pub extra: Map<String, Value>,
 }
 
-/// The server-maintained failure record of a job (PROTOCOL.md §4.4).
+/// The server-maintained failure record of a job (docs/protocol.md#the-failure-record).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Failure {
@@ -226,7 +227,8 @@ impl Job {
     }
 
     /// Checks what the server would reject at PUSH time, plus the queue name even for scheduled jobs
-    /// (a scheduled job with a bad queue name is silently lost when it comes due, PROTOCOL.md §9.24).
+    /// (a scheduled job with a bad queue name is silently lost when it comes due,
+    /// docs/protocol.md#scheduled-jobs-with-bad-queue-names-vanish).
     pub fn validate(&self) -> Result<(), JobError> {
         if self.jid.len() < 8 {
             return Err(JobError::JidTooShort(self.jid.clone()));
@@ -475,7 +477,7 @@ impl Field {
         if let Some(f) = Field::known(name) {
             return f;
         }
-        // The server's decoder matches keys case-insensitively (PROTOCOL.md §4.2).
+        // The server's decoder matches keys case-insensitively (docs/protocol.md#json-round-trip).
         if name.len() <= 16 && name.bytes().any(|b| b.is_ascii_uppercase()) {
             if let Some(f) = Field::known(&name.to_ascii_lowercase()) {
                 return f;

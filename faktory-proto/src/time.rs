@@ -1,8 +1,8 @@
 //! Timestamps as Faktory writes and reads them.
 //!
 //! The server emits Go's RFC3339Nano in UTC with the trailing zeros of the fraction trimmed, so a
-//! timestamp carries anything from 0 to 9 fraction digits (PROTOCOL.md §4.3). It accepts RFC3339 with
-//! an optional fraction and a mandatory zone (`Z` or `±hh:mm`) for `at`.
+//! timestamp carries anything from 0 to 9 fraction digits (docs/protocol.md#timestamps). It accepts
+//! RFC3339 with an optional fraction and a mandatory zone (`Z` or `±hh:mm`) for `at`.
 //!
 //! Jobs keep timestamps as the raw string ([`Timestamp`]): `created_at` is free-form on the server, so
 //! decoding a job never fails because of an odd timestamp. [`Timestamp::to_unix`] parses on demand.

@@ -45,9 +45,10 @@
 //! # Connections
 //!
 //! - The **control connection** is opened first; its HELLO registers the wid, and it stays open for
-//!   the worker's life (PROTOCOL.md §9.12). It carries BEAT and never FETCH, so BEATs never wait
-//!   behind a FETCH that blocks for 2 s. While it is being reopened, BEAT goes to a fetch connection
-//!   that has no FETCH outstanding, if there is one.
+//!   the worker's life (docs/protocol.md#a-heartbeat-needs-a-connection-that-carries-the-wid). It
+//!   carries BEAT and never FETCH, so BEATs never wait behind a FETCH that blocks for 2 s. While
+//!   it is being reopened, BEAT goes to a fetch connection that has no FETCH outstanding, if there
+//!   is one.
 //! - **Fetch connections** are opened once the control connection is ready, with the same wid:
 //!   `ceil(concurrency / fetches_per_connection)` of them, capped by `max_fetch_connections`.
 //!   Defaults: one FETCH per connection and at most 10 fetch connections, so concurrency 1 → 1,
@@ -80,7 +81,8 @@
 //!   control connection always qualifies), so they never wait behind a blocking FETCH; the FETCH that
 //!   refills the freed slot is then pipelined behind the ACK on that connection.
 //! - Quiet and terminate are enforced locally on every connection (the server only enforces them on
-//!   the connection that created the worker record, PROTOCOL.md §5.5).
+//!   the connection that created the worker record,
+//!   docs/protocol.md#quiet-is-enforced-on-one-connection-only).
 //!
 //! # Jobs
 //!
@@ -196,7 +198,8 @@ const MAX_OUTCOME_SENDS: u32 = 3;
 /// How long a fetch connection pauses its FETCHes after one was answered with an error.
 const FETCH_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// The shortest reply timeout given to a FETCH: the server blocks it for up to 2 s on empty queues,
-/// and a FETCH that times out poisons its connection (PROTOCOL.md §9.4).
+/// and a FETCH that times out poisons its connection
+/// (docs/protocol.md#a-timeout-poisons-the-connection).
 pub const MIN_FETCH_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Identifies one connection (socket) of the worker; never reused.

@@ -1,5 +1,6 @@
-//! JSON written the way Go's `encoding/json` writes it (PROTOCOL.md §4.2): HTML-escaped strings, every
-//! number as a `float64` in Go's shortest round-trip form, map keys sorted.
+//! JSON written the way Go's `encoding/json` writes it (docs/protocol.md#json-round-trip):
+//! HTML-escaped strings, every number as a `float64` in Go's shortest round-trip form, map keys
+//! sorted.
 //!
 //! The real server decodes `args` and `custom` into `interface{}` values, so every number there becomes
 //! a `float64`: `9007199254740993` comes back as `9007199254740992`, `1.0` as `1`, `1.5e300` as

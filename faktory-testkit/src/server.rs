@@ -837,7 +837,7 @@ impl TestServer {
     }
 
     /// Sets the server's `retry` default, as an earlier PUSH with `"retry":n` would have (the leak
-    /// of PROTOCOL.md §12).
+    /// of docs/protocol.md#the-retry-default-leaks).
     pub fn set_default_retry(&self, n: i64) {
         self.with_store(|s| s.set_default_retry(n));
     }

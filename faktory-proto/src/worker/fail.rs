@@ -1,4 +1,4 @@
-//! Building ACK and FAIL payloads within the server's limits (PROTOCOL.md §3.8).
+//! Building ACK and FAIL payloads within the server's limits (docs/protocol.md#fail).
 
 use crate::command::Fail;
 

@@ -474,7 +474,7 @@ pub fn raw_frame(frame: &[u8]) -> RawFrame {
 }
 
 /// The reply the client must report for `command` answered by `frame`, worked out from the
-/// protocol's reply table (PROTOCOL.md §10) without the crate's decoder.
+/// protocol's reply table (docs/protocol.md#reply-kinds) without the crate's decoder.
 pub fn expected_reply(command: &Command, frame: &[u8]) -> Result<Reply, ServerError> {
     let raw = raw_frame(frame);
     if let RawFrame::Error(line) = &raw {

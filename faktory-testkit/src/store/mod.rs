@@ -4,16 +4,18 @@
 //! [`UnixTime`]. The network layer ([`crate::TestServer`]) feeds it parsed commands and answers with
 //! the [`Reply`] it gets back; tests can also drive it directly.
 //!
-//! It follows the real Faktory 1.10 (PROTOCOL.md §3–6, §12 and the transcripts), quirks included:
+//! It follows the real Faktory 1.10 (docs/protocol.md, sections *Commands* to *Workers* and
+//! *Traps*, and the transcripts in `faktory-proto/tests/data`), quirks included:
 //! - PUSH/PUSHB validation in the server's order with its exact texts; PUSHB answers a map of
 //!   `jid → message` without the `ERR ` prefix, and duplicate jids collapse.
 //! - `retry` missing or null takes the *current* default, and a PUSH carrying `"retry":N` changes that
-//!   default for every later job (§12; PUSHB reads it but does not change it).
+//!   default for every later job (docs/protocol.md#the-retry-default-leaks; PUSHB reads it but does
+//!   not change it).
 //! - `total_processed` counts ACKs of reserved jobs *and* failures (as the transcripts show).
 //! - FLUSH empties queues, sets, the persisted working set and the counters, while known queue names,
-//!   paused flags and in-memory reservations survive (§3.2).
-//! - Periodic tasks (§5.1) run on ticks one second apart, phased on the start time, each task when
-//!   `unix_seconds % period == 0`.
+//!   paused flags and in-memory reservations survive (docs/protocol.md#flush).
+//! - Periodic tasks (docs/protocol.md#periodic-tasks) run on ticks one second apart, phased on the
+//!   start time, each task when `unix_seconds % period == 0`.
 
 mod job;
 
@@ -660,7 +662,7 @@ impl Store {
     }
 
     /// FLUSH: everything "in Redis" goes; known queue names, paused flags and in-memory reservations
-    /// stay (PROTOCOL.md §3.2).
+    /// stay (docs/protocol.md#flush).
     pub fn flush(&mut self) {
         self.queues.clear();
         self.known_persisted.clear();
@@ -676,7 +678,8 @@ impl Store {
     }
 
     fn push_command(&mut self, job: Job, now: UnixTime) -> Result<(), String> {
-        // §12: the decoder writes an explicit retry through the pointer to the global default.
+        // docs/protocol.md#the-retry-default-leaks: the decoder writes an explicit retry through
+        // the pointer to the global default.
         if let Some(r) = job.retry {
             self.default_retry = r;
         }
@@ -740,7 +743,7 @@ impl Store {
                 )
             })?;
             if gotime::to_nanos(t) > gotime::to_nanos(now) {
-                // The queue name is not validated here (PROTOCOL.md §3.4 step 10).
+                // The queue name is not validated here (docs/protocol.md#push, step 10).
                 self.scheduled.insert(t, job);
                 return Ok(());
             }
@@ -778,7 +781,8 @@ impl Store {
         if queues.is_empty() {
             return Outcome::Reply(Reply::Error(CommandError::FetchWithoutQueue.to_string()));
         }
-        // The quiet flag lives on the record the connection's own HELLO created (PROTOCOL.md §5.5).
+        // The quiet flag lives on the record the connection's own HELLO created
+        // (docs/protocol.md#quiet-is-enforced-on-one-connection-only).
         if let Some(wid) = self.connection_wid(conn) {
             if let Some(w) = self.workers.get(wid) {
                 if w.creator == conn && w.state != WorkerState::Running {
@@ -882,7 +886,7 @@ impl Store {
         Ok(())
     }
 
-    /// The retry decision of PROTOCOL.md §5.3.
+    /// The retry decision (docs/protocol.md#retries-and-the-dead-set).
     fn process_failure(
         &mut self,
         mut job: StoredJob,
@@ -1101,7 +1105,8 @@ impl Store {
         if s.rem_euclid(5) == 0 {
             self.stats.scheduled.cycles += 1;
             while let Some(job) = self.scheduled.pop_due(t) {
-                // A bad queue name loses the job silently (PROTOCOL.md §6).
+                // A bad queue name loses the job silently
+                // (docs/protocol.md#scheduled-jobs-with-bad-queue-names-vanish).
                 if self.enqueue(job, t, true).is_ok() {
                     self.stats.scheduled.enqueued += 1;
                 }
@@ -1362,12 +1367,14 @@ impl Store {
         self.paused.contains(name)
     }
 
-    /// The current `retry` default (25, or the last explicit `retry` of a PUSH, §12).
+    /// The current `retry` default (25, or the last explicit `retry` of a PUSH,
+    /// docs/protocol.md#the-retry-default-leaks).
     pub fn default_retry(&self) -> i64 {
         self.default_retry
     }
 
-    /// Sets the `retry` default, as an earlier PUSH with `"retry":n` would have (§12).
+    /// Sets the `retry` default, as an earlier PUSH with `"retry":n` would have
+    /// (docs/protocol.md#the-retry-default-leaks).
     pub fn set_default_retry(&mut self, n: i64) {
         self.default_retry = n;
     }
@@ -1484,7 +1491,7 @@ fn set_task(stats: &SetTaskStats, size: usize) -> String {
     s
 }
 
-/// MUTATE's filter over a stored payload (PROTOCOL.md §3.11).
+/// MUTATE's filter over a stored payload (docs/protocol.md#mutate).
 fn filter_matches(filter: &MutateFilter, payload: &str) -> bool {
     let jobtype = filter.jobtype.as_deref().filter(|t| !t.is_empty());
     let regexp = filter.regexp.as_deref().filter(|r| !r.is_empty());
