@@ -48,7 +48,8 @@ pub struct FaktoryInfo {
     /// Cumulative FAILs and reservation expiries.
     #[serde(default)]
     pub total_failures: u64,
-    /// Cumulative ACKs.
+    /// Cumulative jobs settled: ACKs, but also FAILs and expired reservations (so it is not the
+    /// number of jobs acknowledged).
     #[serde(default)]
     pub total_processed: u64,
     /// Current sum of the queue sizes.

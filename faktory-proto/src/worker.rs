@@ -63,8 +63,8 @@
 //!   - So at concurrency ≤ 10 every slot gets a connection of its own (what other clients do, and
 //!     what the server's curve rewards), and above 10 more connections buy nothing: concurrency
 //!     50 runs on 11 connections, where clients with one connection per slot open 51 (and their
-//!     users complain about connection counts at scale: the server's limit is 1,000, each a
-//!     goroutine). Measured with the default 5 × 2 pipelined FETCHes instead, a worker at
+//!     users complain about connection counts at scale: each is a goroutine on the server, and
+//!     the open-source server refuses more than 2,000). Measured with the default 5 × 2 pipelined FETCHes instead, a worker at
 //!     concurrency 10 lost about 20% against clients with one connection per slot.
 //!   - A FETCH on empty queues blocks 2 s, and whatever is pipelined behind it waits too: with one
 //!     FETCH per connection, an idle worker shuts down after at most one FETCH block (2 s) plus a
@@ -126,7 +126,8 @@
 //! blocked for up to 2 s after the close and could reserve a job that nobody runs. The engine waits
 //! for each reply. A job it brings during shutdown is **run** while the grace period lasts (a slot is
 //! free for it by construction, and running it does not use up one of the job's retries), and
-//! FAILed at once with errtype `Shutdown` (so it is retried within a minute) once the grace period
+//! FAILed at once with errtype `Shutdown` (so it is retried on the retry schedule, a first failure
+//! within a minute, instead of waiting for its reservation to expire) once the grace period
 //! is over. The only exception is the hard stop at `grace_period + shutdown_flush_timeout`, when a
 //! server that does not answer makes the engine give up; [`StopReport::abandoned_fetches`] counts
 //! the FETCHes abandoned then.

@@ -46,8 +46,8 @@ mod server;
 pub mod store;
 
 pub use clock::{Clock, ClockError};
-pub use pace::Pace;
 pub use faktory_proto::time::UnixTime;
+pub use pace::Pace;
 pub use server::{ConnectionInfo, Fault, TestServer, TestServerBuilder};
 pub use store::{
     AckRecord, ConnId, FailOutcome, FailReason, FailRecord, PushError, ReservationInfo,

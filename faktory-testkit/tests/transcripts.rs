@@ -553,7 +553,7 @@ async fn basic_then_extra() {
 async fn quirks() {
     // Recorded on a server with history (uptime 65): queues default, probe, probe2 and rq known and
     // empty; one in-memory reservation left over from before a FLUSH (Busy size 1, working 0); and
-    // an earlier PUSH with "retry":3, so jobs pushed without retry come back with retry 3 (§12).
+    // an earlier PUSH with "retry":3, so jobs pushed without retry come back with retry 3 (docs/protocol.md#the-retry-default-leaks).
     let server = server_at("2026-11-22T08:19:55.712Z", |b| b).await;
     let now = server.now();
     server.with_store(|s| {
@@ -672,7 +672,7 @@ async fn auth() {
 
 #[tokio::test]
 async fn big_lines() {
-    // big.txt ran right after quirks.txt on the same server: the retry default was still 3 (§12).
+    // big.txt ran right after quirks.txt on the same server: the retry default was still 3 (docs/protocol.md#the-retry-default-leaks).
     // The 1 MiB and 16 MiB lines are rebuilt from the announced sizes.
     let server = server_at("2026-11-22T08:21:08Z", |b| b).await;
     server.set_default_retry(3);

@@ -35,7 +35,11 @@ fn parse_pace(text: &str) -> Result<Pace, String> {
     }
     let bad = || format!("--pace: expected `real` or PER_COMMAND_US:SHARED_US, got {text:?}");
     let (a, b) = text.split_once(':').ok_or_else(bad)?;
-    let us = |v: &str| v.parse::<u64>().map(Duration::from_micros).map_err(|_| bad());
+    let us = |v: &str| {
+        v.parse::<u64>()
+            .map(Duration::from_micros)
+            .map_err(|_| bad())
+    };
     Ok(Pace::new(us(a)?, us(b)?))
 }
 
