@@ -27,11 +27,11 @@
 //!
 //! ## Sockets
 //!
-//! TCP_NODELAY is set on every socket; connects are bounded by the connect timeout, writes by the
-//! request timeout, replies by the protocol machines' deadlines. TCP keepalive is not enabled:
-//! `std::net` has no setter for it; a dead server is noticed by the reply timeout of the next
-//! request (clients), or within one FETCH/BEAT round (workers talk to the server every few
-//! seconds).
+//! TCP_NODELAY and TCP keepalive are set on every socket (keepalive through `socket2`, since
+//! `std::net` has no setter for it: a server that vanished without closing, behind a NAT or a
+//! firewall that forgot the flow, is noticed by the kernel even on an idle connection); connects
+//! are bounded by the connect timeout, writes by the request timeout, replies by the protocol
+//! machines' deadlines.
 //!
 //! ## Errors
 //!

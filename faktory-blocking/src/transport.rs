@@ -1,4 +1,4 @@
-//! Sockets: TCP with TCP_NODELAY and timeouts, TLS with rustls (configured by
+//! Sockets: TCP with TCP_NODELAY, keepalive and timeouts, TLS with rustls (configured by
 //! `faktory_proto::tls::TlsConfig`), or a stream the user supplies; and their split into a read half
 //! (for a reader thread) and a write half.
 //!
@@ -36,9 +36,17 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// TCP_NODELAY (Faktory is request/reply: Nagle would stall every pipelined write).
+/// TCP_NODELAY (Faktory is request/reply: Nagle would stall every pipelined write) and TCP
+/// keepalive (a server that vanished without a FIN or RST, behind a NAT or a firewall that dropped
+/// the flow, is noticed by the kernel even on an idle connection; the reply timeouts cover busy
+/// ones). `std::net` has no setter for keepalive: `socket2` sets it on the same socket. A socket
+/// that refuses keepalive is still used (the reply timeouts remain).
 pub(crate) fn tune(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)
+    stream.set_nodelay(true)?;
+    if let Err(e) = socket2::SockRef::from(stream).set_keepalive(true) {
+        tracing::debug!(error = %e, "cannot enable TCP keepalive");
+    }
+    Ok(())
 }
 
 /// Opens a TCP connection (see [`tune`]), trying each resolved address until `deadline`. Name
@@ -606,12 +614,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tcp_sockets_get_nodelay() {
+    fn tcp_sockets_get_nodelay_and_keepalive() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let deadline = Instant::now() + Duration::from_secs(5);
         let stream = connect_tcp("127.0.0.1", port, deadline).unwrap();
         assert!(stream.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&stream).keepalive().unwrap());
     }
 
     #[test]
