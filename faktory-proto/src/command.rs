@@ -509,7 +509,8 @@ pub(crate) mod parse;
 #[cfg(feature = "server")]
 pub use parse::{CommandError, job_args_missing, parse_job_lenient};
 
-// Encoding and parsing are tested together (each encoded line must parse back).
+// Encoding and parsing are tested together (each encoded line must parse back). Two attributes,
+// not `cfg(all(test, …))`: clippy's `allow-unwrap-in-tests` only recognises a plain `cfg(test)`.
 #[cfg(test)]
 #[cfg(feature = "server")]
 mod tests {
