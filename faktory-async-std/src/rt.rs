@@ -125,6 +125,7 @@ impl faktory_async::Runtime for AsyncStd {
         sleep.set_at(deadline);
     }
 
+    #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
     fn connect_tcp(
         &self,
         addr: SocketAddr,

@@ -58,6 +58,8 @@ mod client;
 mod handler;
 mod runtime;
 mod socket;
+#[cfg(test)]
+mod testrt;
 mod token;
 mod transport;
 mod worker;

@@ -106,7 +106,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// hours and the server never closes it; only keepalive notices a peer that vanished).
 #[cfg(unix)]
 pub fn configure_tcp<S: std::os::fd::AsFd>(socket: &S) -> io::Result<()> {
-    set_options(socket2::SockRef::from(socket))
+    set_options(&socket2::SockRef::from(socket))
 }
 
 /// Sets the socket options every Faktory connection wants: `TCP_NODELAY` (Faktory is
@@ -115,10 +115,10 @@ pub fn configure_tcp<S: std::os::fd::AsFd>(socket: &S) -> io::Result<()> {
 /// hours and the server never closes it; only keepalive notices a peer that vanished).
 #[cfg(windows)]
 pub fn configure_tcp<S: std::os::windows::io::AsSocket>(socket: &S) -> io::Result<()> {
-    set_options(socket2::SockRef::from(socket))
+    set_options(&socket2::SockRef::from(socket))
 }
 
-fn set_options(socket: socket2::SockRef<'_>) -> io::Result<()> {
+fn set_options(socket: &socket2::SockRef<'_>) -> io::Result<()> {
     socket.set_tcp_nodelay(true)?;
     socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE))
 }
@@ -200,5 +200,82 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testrt::TestRt;
+    use std::sync::atomic::Ordering;
+    use std::task::Waker;
+
+    #[test]
+    fn timer_keeps_an_earlier_deadline_and_rearms_for_an_earlier_one() {
+        let rt = TestRt::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut timer = Timer::<TestRt>::new();
+        let now = Instant::now();
+        let resets = || rt.resets.load(Ordering::SeqCst);
+        assert!(
+            timer
+                .poll_at(&rt, now + Duration::from_secs(10), &mut cx)
+                .is_pending()
+        );
+        // A later deadline keeps the armed one (an early wake-up is cheaper than a re-arm).
+        assert!(
+            timer
+                .poll_at(&rt, now + Duration::from_secs(20), &mut cx)
+                .is_pending()
+        );
+        assert_eq!(resets(), 0);
+        // An earlier one re-arms.
+        assert!(
+            timer
+                .poll_at(&rt, now + Duration::from_secs(5), &mut cx)
+                .is_pending()
+        );
+        assert_eq!(resets(), 1);
+        // A deadline that passed fires at once; after firing, the next deadline re-arms.
+        assert!(timer.poll_at(&rt, now, &mut cx).is_ready());
+        assert_eq!(resets(), 2);
+        assert!(
+            timer
+                .poll_at(&rt, now + Duration::from_secs(3600), &mut cx)
+                .is_pending()
+        );
+        assert_eq!(resets(), 3);
+    }
+
+    #[test]
+    fn timeout_at_and_after() {
+        let rt = TestRt::default();
+        let far = after(Instant::now(), Duration::from_secs(60));
+        assert_eq!(
+            futures_lite::future::block_on(timeout_at(&rt, far, async { 7 })),
+            Some(7)
+        );
+        let near = after(Instant::now(), Duration::from_millis(5));
+        let late = timeout_at(&rt, near, std::future::pending::<()>());
+        assert_eq!(futures_lite::future::block_on(late), None);
+        let now = Instant::now();
+        assert!(
+            after(now, Duration::MAX) > now,
+            "saturates, no overflow panic"
+        );
+        assert_eq!(earliest(Some(now), None), Some(now));
+        assert_eq!(earliest(None, Some(far)), Some(far));
+        assert_eq!(earliest(Some(far), Some(now)), Some(now));
+        assert_eq!(earliest(None, None), None);
+    }
+
+    #[test]
+    fn configure_tcp_sets_nodelay_and_keepalive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        configure_tcp(&stream).unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
     }
 }

@@ -189,3 +189,192 @@ impl Closing {
 pub(crate) fn poll_closing(closing: &mut Vec<Closing>, now: Instant, cx: &mut Context<'_>) {
     closing.retain_mut(|c| c.deadline > now && c.poll_close(cx).is_pending());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::task::Waker;
+
+    /// A scripted stream: reads come from `input` (then Pending, or EOF once `eof`); each write
+    /// takes at most `take` bytes and is recorded.
+    #[derive(Default)]
+    struct Mock {
+        input: VecDeque<Vec<u8>>,
+        eof: bool,
+        take: Option<usize>,
+        fail_writes: bool,
+        stall_writes: bool,
+        log: Arc<Mutex<Log>>,
+    }
+
+    #[derive(Default, Debug)]
+    struct Log {
+        writes: Vec<Vec<u8>>,
+        flushes: usize,
+        closed: bool,
+    }
+
+    impl AsyncRead for Mock {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.input.pop_front() {
+                Some(chunk) => {
+                    buf[..chunk.len()].copy_from_slice(&chunk);
+                    Poll::Ready(Ok(chunk.len()))
+                }
+                None if self.eof => Poll::Ready(Ok(0)),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    impl AsyncWrite for Mock {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.fail_writes {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if self.stall_writes {
+                return Poll::Pending;
+            }
+            let n = self.take.map_or(buf.len(), |t| t.min(buf.len()));
+            self.log.lock().unwrap().writes.push(buf[..n].to_vec());
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.log.lock().unwrap().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.log.lock().unwrap().closed = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn open(mock: Mock) -> Socket {
+        let stream: BoxStream = Box::new(mock);
+        let mut socket = Socket::opening(Box::pin(std::future::ready(Ok(stream))));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            socket.poll_input(&mut cx, &mut [0; 16]),
+            Input::Connected
+        ));
+        socket
+    }
+
+    #[test]
+    fn queued_buffers_go_out_in_one_write() {
+        let mock = Mock::default();
+        let log = Arc::clone(&mock.log);
+        let mut socket = open(mock);
+        let mut cx = Context::from_waker(Waker::noop());
+        socket.queue(Bytes::from_static(b"ACK {}\r\n"));
+        socket.queue(Bytes::from_static(b"FETCH q\r\n"));
+        socket.poll_write(&mut cx).unwrap();
+        socket.poll_write(&mut cx).unwrap();
+        let log = log.lock().unwrap();
+        assert_eq!(log.writes, vec![b"ACK {}\r\nFETCH q\r\n".to_vec()]);
+        assert_eq!(log.flushes, 1, "one flush per write, none when idle");
+    }
+
+    #[test]
+    fn a_partial_write_keeps_the_rest_and_close_flushes_it() {
+        let mock = Mock {
+            take: Some(4),
+            ..Mock::default()
+        };
+        let log = Arc::clone(&mock.log);
+        let mut socket = open(mock);
+        let mut cx = Context::from_waker(Waker::noop());
+        socket.queue(Bytes::from_static(b"END\r\n"));
+        socket.queue(Bytes::from_static(b"xyz"));
+        // `take` 4: the mock accepts every write partially, so the loop drains it in steps.
+        socket.poll_write(&mut cx).unwrap();
+        let mut closing = socket
+            .close(Instant::now() + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert!(closing.poll_close(&mut cx).is_ready());
+        let log = log.lock().unwrap();
+        assert_eq!(log.writes.concat(), b"END\r\nxyz".to_vec());
+        assert!(log.closed);
+    }
+
+    #[test]
+    fn reads_then_eof_then_nothing_to_close() {
+        let mock = Mock {
+            input: VecDeque::from([b"+OK\r\n".to_vec()]),
+            eof: true,
+            ..Mock::default()
+        };
+        let mut socket = open(mock);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 64];
+        assert!(matches!(
+            socket.poll_input(&mut cx, &mut buf),
+            Input::Data(b"+OK\r\n")
+        ));
+        assert!(matches!(socket.poll_input(&mut cx, &mut buf), Input::Eof));
+        assert!(matches!(
+            socket.poll_input(&mut cx, &mut buf),
+            Input::Pending
+        ));
+        socket.queue(Bytes::from_static(b"late"));
+        socket.poll_write(&mut cx).unwrap();
+        assert!(
+            socket.close(Instant::now()).is_none(),
+            "a finished socket is just dropped"
+        );
+    }
+
+    #[test]
+    fn write_errors_and_connect_failures_are_reported() {
+        let mock = Mock {
+            fail_writes: true,
+            ..Mock::default()
+        };
+        let mut socket = open(mock);
+        let mut cx = Context::from_waker(Waker::noop());
+        socket.queue(Bytes::from_static(b"INFO\r\n"));
+        assert!(socket.poll_write(&mut cx).is_err());
+        assert!(matches!(
+            socket.poll_input(&mut cx, &mut [0; 8]),
+            Input::Pending
+        ));
+
+        let failure =
+            ConnectFailure::transient(faktory_proto::client::ConnectPhase::Tcp, "refused");
+        let mut socket = Socket::opening(Box::pin(std::future::ready(Err(failure.clone()))));
+        match socket.poll_input(&mut cx, &mut [0; 8]) {
+            Input::ConnectFailed(f) => assert_eq!(f, failure),
+            _ => panic!("expected the connect failure"),
+        }
+        assert!(socket.close(Instant::now()).is_none());
+    }
+
+    #[test]
+    fn closing_sockets_are_dropped_at_their_deadline() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let now = Instant::now();
+        let stuck = Mock {
+            stall_writes: true,
+            ..Mock::default()
+        };
+        let mut socket = open(stuck);
+        socket.queue(Bytes::from_static(b"END\r\n"));
+        let deadline = now + std::time::Duration::from_secs(1);
+        let mut closing: Vec<Closing> = socket.close(deadline).into_iter().collect();
+        poll_closing(&mut closing, now, &mut cx);
+        assert_eq!(closing.len(), 1, "still flushing before its deadline");
+        assert_eq!(closing[0].deadline(), deadline);
+        poll_closing(&mut closing, deadline, &mut cx);
+        assert!(closing.is_empty(), "at its deadline: given up");
+    }
+}

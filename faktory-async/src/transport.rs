@@ -108,6 +108,7 @@ impl<R: Runtime> Dialer<R> {
     }
 
     async fn open(&self) -> Result<BoxStream, ConnectFailure> {
+        self.check_tls()?;
         let deadline = runtime::after(Instant::now(), self.connect_timeout);
         let addrs = self.resolve(deadline).await?;
         let mut last = ConnectFailure::transient(ConnectPhase::Resolve, "no address");
@@ -155,6 +156,28 @@ impl<R: Runtime> Dialer<R> {
         }
     }
 
+    /// A TLS setup that cannot work fails the attempt before any lookup or connect.
+    #[cfg(feature = "tls")]
+    fn check_tls(&self) -> Result<(), ConnectFailure> {
+        let permanent = |reason: &String| ConnectFailure::permanent(ConnectPhase::Tls, reason);
+        if let Some(setup) = &self.tls {
+            setup.connector.as_ref().map_err(permanent)?;
+            setup.name.as_ref().map_err(permanent)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn check_tls(&self) -> Result<(), ConnectFailure> {
+        if self.tls {
+            return Err(ConnectFailure::permanent(
+                ConnectPhase::Tls,
+                "tcp+tls:// needs the `tls` feature",
+            ));
+        }
+        Ok(())
+    }
+
     #[cfg(feature = "tls")]
     async fn secure(&self, tcp: R::Tcp, deadline: Instant) -> Result<BoxStream, ConnectFailure> {
         let Some(setup) = &self.tls else {
@@ -173,12 +196,6 @@ impl<R: Runtime> Dialer<R> {
 
     #[cfg(not(feature = "tls"))]
     async fn secure(&self, tcp: R::Tcp, _deadline: Instant) -> Result<BoxStream, ConnectFailure> {
-        if self.tls {
-            return Err(ConnectFailure::permanent(
-                ConnectPhase::Tls,
-                "tcp+tls:// needs the `tls` feature",
-            ));
-        }
         Ok(Box::new(tcp))
     }
 }
@@ -208,10 +225,116 @@ fn tls_failure(error: &std::io::Error) -> ConnectFailure {
     }
 }
 
-#[cfg(all(test, feature = "tls"))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testrt::TestRt;
+    use faktory_proto::config::ServerUrl;
+    use futures_lite::future::block_on;
+    use std::sync::atomic::Ordering;
 
+    fn dialer(rt: TestRt, url: &str, timeout: Duration) -> Arc<Dialer<TestRt>> {
+        let url = ServerUrl::parse(url).unwrap();
+        Dialer::new(rt, &url, &TlsSettings::default(), timeout)
+    }
+
+    #[test]
+    fn opens_ip_literals_and_resolved_names() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rt = TestRt::default();
+        let ip = dialer(
+            rt.clone(),
+            &format!("tcp://127.0.0.1:{port}"),
+            Duration::from_secs(5),
+        );
+        assert_eq!(ip.authority(), format!("127.0.0.1:{port}"));
+        assert!(block_on(ip.dial()).is_ok());
+        let named = dialer(
+            rt,
+            &format!("tcp://localhost:{port}"),
+            Duration::from_secs(5),
+        );
+        // localhost may resolve to ::1 first; some address answers.
+        let _ = block_on(named.dial());
+        let v6 = dialer(
+            TestRt::default(),
+            "tcp://[::1]:7419",
+            Duration::from_secs(1),
+        );
+        assert_eq!(v6.authority(), "[::1]:7419");
+    }
+
+    #[test]
+    fn failures_name_their_phase() {
+        // A port nobody listens on: refused, transient.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let rt = TestRt::default();
+        let refused = dialer(
+            rt.clone(),
+            &format!("tcp://127.0.0.1:{port}"),
+            Duration::from_secs(5),
+        );
+        let f = block_on(refused.dial()).err().unwrap();
+        assert_eq!(f.phase, ConnectPhase::Tcp);
+        assert!(!f.permanent);
+        // A connect that never completes: bounded by the connect timeout.
+        rt.hang_connects.store(true, Ordering::SeqCst);
+        let slow = dialer(
+            rt,
+            &format!("tcp://127.0.0.1:{port}"),
+            Duration::from_millis(50),
+        );
+        let f = block_on(slow.dial()).err().unwrap();
+        assert_eq!(f.phase, ConnectPhase::Tcp);
+        assert!(f.reason.contains("timed out"), "{f}");
+        // A name that does not resolve.
+        let nowhere = dialer(
+            TestRt::default(),
+            "tcp://no-such-host.invalid:7419",
+            Duration::from_secs(5),
+        );
+        let f = block_on(nowhere.dial()).err().unwrap();
+        assert_eq!(f.phase, ConnectPhase::Resolve);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_handshake_failures() {
+        // A server that answers the ClientHello with plain text: a TLS error, worth retrying.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut sock, _)) = listener.accept() {
+                use std::io::Write;
+                let _ = sock.write_all(b"+HI {\"v\":2}\r\n");
+            }
+        });
+        let plain = dialer(
+            TestRt::default(),
+            &format!("tcp+tls://localhost:{port}"),
+            Duration::from_secs(5),
+        );
+        let f = block_on(plain.dial()).err().unwrap();
+        assert_eq!(f.phase, ConnectPhase::Tls);
+        // A host that cannot be a TLS server name: permanent, before any lookup or TCP connect.
+        let mut url = ServerUrl::parse("tcp+tls://localhost:7419").unwrap();
+        url.host = "bad host!".into();
+        let bad = Dialer::new(
+            TestRt::default(),
+            &url,
+            &TlsConfig::default(),
+            Duration::from_secs(5),
+        );
+        let f = block_on(bad.dial()).err().unwrap();
+        assert_eq!(f.phase, ConnectPhase::Tls);
+        assert!(f.permanent, "{f}");
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn certificate_errors_are_permanent_other_tls_errors_are_not() {
         let bad = std::io::Error::new(

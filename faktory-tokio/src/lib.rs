@@ -85,6 +85,7 @@ impl faktory_async::Runtime for Tokio {
         sleep.reset(deadline.into());
     }
 
+    #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
     fn connect_tcp(
         &self,
         addr: SocketAddr,

@@ -21,6 +21,8 @@ use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::transport::{BoxStream, Dialer, Opening};
 
 /// What a caller asks of the session.
+// Moved once, into the channel's node: boxing the command would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Op {
     /// A request.
     Call(Command),
@@ -114,6 +116,8 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             while let Some(event) = self.session.poll_event() {
+                // A new socket's opening future must be polled (that registers its wake-up).
+                progress |= matches!(event, Event::Connect);
                 self.handle_event(event, now);
             }
             // 3. One write per socket.

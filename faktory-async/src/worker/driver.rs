@@ -116,7 +116,7 @@ impl<R: Runtime> Driver<R> {
             let mut progress = false;
             if self.report.is_none() {
                 progress |= self.inputs(cx, now);
-                self.outputs(now);
+                progress |= self.outputs(now);
                 progress |= self.writes(cx, now);
             }
             poll_closing(&mut self.closing, now, cx);
@@ -192,8 +192,9 @@ impl<R: Runtime> Driver<R> {
         progress
     }
 
-    /// The engine's transmits (queued on their sockets), then its events.
-    fn outputs(&mut self, now: Instant) {
+    /// The engine's transmits (queued on their sockets), then its events. `true` when a socket
+    /// is to be opened (its opening future has not been polled yet).
+    fn outputs(&mut self, now: Instant) -> bool {
         while let Some((id, bytes)) = self.engine.poll_transmit() {
             if tracing::enabled!(tracing::Level::TRACE) {
                 tracing::trace!(conn = id.0, wire = %api::wire_for_log(&bytes), "faktory send");
@@ -202,9 +203,12 @@ impl<R: Runtime> Driver<R> {
                 conn.socket.queue(bytes);
             }
         }
+        let mut opened = false;
         while let Some(event) = self.engine.poll_event() {
+            opened |= matches!(event, Event::OpenConnection(_));
             self.handle_event(event, now);
         }
+        opened
     }
 
     /// One write per socket; a failed write is reported to the engine.
@@ -308,5 +312,78 @@ fn read_rss_kb() -> Option<u64> {
             .and_then(|s| api::rss_kb_from_proc_status(&s))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::{Duration, Instant};
+
+    use faktory_proto::client::ConnectionError;
+    use faktory_proto::worker::StopReason;
+
+    use crate::testrt::TestRt;
+    use crate::{BoxError, Job, WorkerBuilder};
+
+    /// A server that refuses every HELLO; reports each line it got and each EOF it saw.
+    fn refusing_server() -> (u16, std_mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((mut sock, _)) = listener.accept() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = sock.write_all(b"+HI {\"v\":2,\"s\":\"salt\",\"i\":1}\r\n");
+                    let mut lines = BufReader::new(sock.try_clone().unwrap());
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        let _ = tx.send(line.trim_end().to_owned());
+                        if line.starts_with("HELLO") {
+                            let _ = sock.write_all(b"-ERR Invalid password\r\n");
+                        }
+                        line.clear();
+                    }
+                    let _ = tx.send("EOF".to_owned());
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn a_refused_password_stops_the_worker_at_once_and_closes_its_socket() {
+        let (port, seen) = refusing_server();
+        let worker = WorkerBuilder::with_runtime(TestRt::default())
+            .url(&format!("tcp://:wrong@127.0.0.1:{port}"))
+            .unwrap()
+            .register("X", |_job: Job| async { Ok::<(), BoxError>(()) })
+            .build()
+            .unwrap();
+        assert!(format!("{worker:?}").contains(&port.to_string()));
+        let started = Instant::now();
+        let report = futures_lite::future::block_on(worker.run());
+        assert!(
+            matches!(
+                report.reason,
+                StopReason::Fatal(ConnectionError::Auth(ref e)) if e.is_invalid_password()
+            ),
+            "{report:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the first connection is opened at once, not after a timeout"
+        );
+        let hello = seen.recv().unwrap();
+        assert!(hello.starts_with("HELLO "), "{hello}");
+        assert!(hello.contains("\"pwdhash\""), "{hello}");
+        assert_eq!(
+            seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+            "EOF",
+            "the driver closed the socket"
+        );
     }
 }
