@@ -2,12 +2,13 @@
 //!
 //! # Design
 //!
-//! One I/O thread per client owns the socket's write half and the
-//! `faktory_proto::client::Connection`; a reader thread per socket forwards what it reads. Callers
-//! (any number of threads, through clones of one `Client`) send their request over an
-//! `std::sync::mpsc` channel with a reply channel of their own, and block on that reply channel. The
-//! I/O thread encodes every request waiting in its channel before it writes, so concurrent calls
-//! are pipelined on one connection; the machine matches replies FIFO. See `driver.rs`.
+//! One I/O thread per client drives the client's `faktory_proto::session::Session` and owns the
+//! socket's write half; a reader thread per socket forwards what it reads. Callers (any number of
+//! threads, through clones of one `Client`) send their call over an `std::sync::mpsc` channel with
+//! a reply channel of their own, and block on that reply channel. The I/O thread hands every call
+//! waiting in its channel to the session before it writes, so concurrent calls are pipelined on one
+//! connection. Reconnects, backoff, deadlines and unknown outcomes are the session's decisions. See
+//! `driver.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,14 +16,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-use faktory_proto::ServerError;
-use faktory_proto::adapter::ClientSettings;
-use faktory_proto::client::{ClientOptions, Reply};
-use faktory_proto::command::Command;
+use faktory_proto::api::{CallResult, ClientSettings};
+use faktory_proto::client::ConnectionError;
+use faktory_proto::command::{
+    BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
+    WorkerState,
+};
+use faktory_proto::config::ServerUrl;
+use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 use faktory_proto::job::Job;
-use faktory_proto::ops;
+use faktory_proto::request::{self, PushBulkPlan, Request};
+use faktory_proto::session::{Session, SessionConfig};
 
-use crate::driver::{CallResult, Connector, Msg, Request, Source};
+use crate::driver::{Driver, Msg, Source};
 use crate::error::Error;
 use crate::transport::{Opened, Stream, Target};
 
@@ -54,6 +60,8 @@ struct Shared {
     tx: Sender<Msg>,
     closed: AtomicBool,
     wid: Option<String>,
+    /// The server, as errors name it.
+    server: String,
     /// How long a caller waits for its reply at most, whatever the I/O thread is doing (it may be
     /// blocked reading a user-supplied stream that has no timeouts).
     backstop: Duration,
@@ -69,6 +77,7 @@ impl Drop for Shared {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
+            .field("server", &self.shared.server)
             .field("wid", &self.shared.wid)
             .field("closed", &self.shared.closed.load(Ordering::Relaxed))
             .finish()
@@ -81,7 +90,7 @@ impl std::fmt::Debug for Client {
 pub struct ClientBuilder {
     settings: ClientSettings,
     #[cfg(feature = "tls")]
-    tls: crate::transport::TlsConfig,
+    tls: crate::TlsConfig,
 }
 
 impl Default for ClientBuilder {
@@ -91,20 +100,70 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    faktory_proto::__client_builder_setters!();
-
     /// A builder with the defaults: the server from the environment, 10 s timeouts.
     pub fn new() -> Self {
         ClientBuilder {
             settings: ClientSettings::default(),
             #[cfg(feature = "tls")]
-            tls: crate::transport::TlsConfig::default(),
+            tls: crate::TlsConfig::default(),
         }
+    }
+
+    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
+    pub fn url(mut self, url: &str) -> Result<Self, Error> {
+        self.settings.set_url(url)?;
+        Ok(self)
+    }
+
+    /// The server, already parsed.
+    pub fn server_url(mut self, url: ServerUrl) -> Self {
+        self.settings.url = Some(url);
+        self
+    }
+
+    /// The password (overrides one in the URL).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.settings.set_password(password);
+        self
+    }
+
+    /// Say HELLO with this worker id, for the consumer commands ([`Client::fetch`], [`Client::beat`]).
+    pub fn wid(mut self, wid: impl Into<String>) -> Self {
+        self.settings.options.wid = Some(wid.into());
+        self
+    }
+
+    /// Hostname reported in HELLO (consumers).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.settings.options.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Labels reported in HELLO (consumers).
+    pub fn labels<I, S>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.options.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// TCP (and TLS) connect timeout, also the handshake timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request may wait for its reply (and, when reconnecting, for a connection).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.set_request_timeout(timeout);
+        self
     }
 
     /// How certificates are verified on `tcp+tls://` (webpki roots by default).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::transport::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
         self.tls = tls;
         self
     }
@@ -120,7 +179,8 @@ impl ClientBuilder {
             tls_config: self.tls.clone(),
             connect_timeout: resolved.connect_timeout,
         };
-        self.start(Source::Target(target), resolved.options)
+        let config = resolved.session_config(crate::driver::seed());
+        self.start(Source::Target(target), config)
     }
 
     /// Runs the client over a stream you opened yourself (custom TLS, a proxy, an in-memory pipe).
@@ -133,38 +193,53 @@ impl ClientBuilder {
     /// far as the stream's own read timeouts allow (give it some if it can have them; the callers
     /// stop waiting after twice the request timeout in any case).
     pub fn connect_with_stream<S: Stream>(self, stream: S) -> Result<Client, Error> {
-        let options = self.settings.options.clone();
+        let options = match self.settings.url {
+            // The password and username of a URL given to this builder still apply.
+            Some(_) => self.settings.resolve(|_| None)?.options,
+            None => self.settings.options.clone(),
+        };
+        let mut config = SessionConfig::new("user-supplied stream", options);
+        config.connect_timeout = self.settings.connect_timeout;
+        config.request_timeout = self.settings.request_timeout;
+        config.reconnect = false;
+        config.seed = crate::driver::seed();
         let opened = Opened::from_user(stream)?;
-        self.start(Source::Stream(Some(opened)), options)
+        self.start(Source::Stream(Some(opened)), config)
     }
 
-    fn start(self, source: Source, options: ClientOptions) -> Result<Client, Error> {
-        let wid = options.wid.clone();
+    fn start(self, source: Source, config: SessionConfig) -> Result<Client, Error> {
+        let wid = config.options.wid.clone();
+        let server = config.server.clone();
+        let write_timeout = config.request_timeout;
+        let session = Session::new(config, std::time::Instant::now());
         let (tx, rx) = crate::driver::channel();
-        let mut connector = Connector {
-            source,
-            options,
-            connect_timeout: self.settings.connect_timeout,
-            request_timeout: self.settings.request_timeout,
-            tx: tx.clone(),
-            next_gen: 0,
-        };
-        let first = connector.connect()?;
+        let driver = Driver::new(session, source, write_timeout, tx.clone());
         std::thread::Builder::new()
             .name("faktory-client".into())
-            .spawn(move || crate::driver::run(&rx, connector, first))?;
-        Ok(Client {
+            .spawn(move || crate::driver::run(&rx, driver))
+            .map_err(|e| Error::Connection {
+                server: server.clone(),
+                source: ConnectionError::Io(format!("cannot start the client's I/O thread: {e}")),
+            })?;
+        let client = Client {
             shared: Arc::new(Shared {
                 tx,
                 closed: AtomicBool::new(false),
                 wid,
+                server,
                 backstop: self
                     .settings
                     .connect_timeout
                     .saturating_add(self.settings.request_timeout.saturating_mul(2))
                     .saturating_add(Duration::from_secs(1)),
             }),
-        })
+        };
+        // Connect eagerly, so a wrong URL or password is noticed here. On failure the client is
+        // dropped, and its I/O thread ends.
+        let (reply, answer) = mpsc::channel();
+        client.send(Msg::Connect(reply))?;
+        client.wait(&answer)?.map_err(Error::Server)?;
+        Ok(client)
     }
 }
 
@@ -185,29 +260,41 @@ impl Client {
         ClientBuilder::new()
     }
 
+    fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.shared.tx.send(msg).map_err(|_| Error::Closed)
+    }
+
     fn submit(&self, command: Command) -> Result<Receiver<CallResult>, Error> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         let (tx, rx) = mpsc::channel();
-        self.shared
-            .tx
-            .send(Msg::Request(Box::new(Request { command, reply: tx })))
-            .map_err(|_| Error::Closed)?;
+        self.send(Msg::Call(Box::new(command), tx))?;
         Ok(rx)
     }
 
     fn wait(&self, rx: &Receiver<CallResult>) -> CallResult {
         match rx.recv_timeout(self.shared.backstop) {
             Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout),
+            Err(RecvTimeoutError::Timeout) => Err(Error::Connection {
+                server: self.shared.server.clone(),
+                source: ConnectionError::Timeout("the client's I/O thread"),
+            }),
             Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
         }
     }
 
-    fn call(&self, command: Command) -> Result<Result<Reply, ServerError>, Error> {
-        let rx = self.submit(command)?;
-        self.wait(&rx)
+    /// Sends any request (the typed ones of [`faktory_proto::request`], or a raw [`Command`]
+    /// answered with its raw [`Reply`](faktory_proto::client::Reply)) and waits for its answer. The
+    /// methods below are this with their request.
+    pub fn call<R: Request>(&self, request: R) -> Result<R::Output, Error> {
+        let rx = self.submit(request.into_command()?)?;
+        R::parse(self.wait(&rx)?)
+    }
+
+    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
+    pub fn push(&self, job: Job) -> Result<(), Error> {
+        self.call(request::Push(job))
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
@@ -217,7 +304,7 @@ impl Client {
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let mut plan = ops::PushBulkPlan::new(jobs);
+        let mut plan = PushBulkPlan::new(jobs);
         let receivers: Vec<_> = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|c| self.submit(c))
@@ -228,13 +315,139 @@ impl Client {
         Ok(plan.refused)
     }
 
-    faktory_proto::__client_methods!(;);
+    /// Server statistics.
+    pub fn info(&self) -> Result<Info, Error> {
+        self.call(request::Info)
+    }
+
+    /// Deletes every job, queue and set on the server.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.call(request::Flush)
+    }
+
+    /// Pauses queues (`["*"]`: all of them): FETCH skips them, pushes still land.
+    pub fn queue_pause<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
+        self.call(request::QueuePause(request::queue_selector(queues)))
+    }
+
+    /// Resumes paused queues (`["*"]`: all of them).
+    pub fn queue_resume<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
+        self.call(request::QueueResume(request::queue_selector(queues)))
+    }
+
+    /// Deletes queues and all their jobs (`["*"]`: all of them).
+    pub fn queue_remove<S: AsRef<str>>(&self, queues: &[S]) -> Result<(), Error> {
+        self.call(request::QueueRemove(request::queue_selector(queues)))
+    }
+
+    /// Seconds since the oldest job of each queue was enqueued (0 for empty or unknown queues).
+    pub fn queue_latency<S: AsRef<str>>(&self, queues: &[S]) -> Result<QueueLatency, Error> {
+        self.call(request::QueueLatency(names(queues)))
+    }
+
+    /// Runs a MUTATE command on the retry, scheduled or dead set.
+    pub fn mutate(&self, mutation: Mutation) -> Result<(), Error> {
+        self.call(request::Mutate(mutation))
+    }
+
+    /// MUTATE shorthand: `op` on `target`, restricted by `filter` (`None`: every job).
+    pub fn mutate_set(
+        &self,
+        op: MutateOp,
+        target: MutateTarget,
+        filter: Option<MutateFilter>,
+    ) -> Result<(), Error> {
+        self.call(request::Mutate(Mutation {
+            cmd: op,
+            target,
+            filter,
+        }))
+    }
+
+    /// Creates a batch (Enterprise) and returns its BID. Push its jobs with `custom.bid` set (see
+    /// [`Client::push_in_batch`]), then [`Client::batch_commit`].
+    pub fn batch_new(&self, batch: BatchNew) -> Result<String, Error> {
+        self.call(request::BatchNew(batch))
+    }
+
+    /// Reopens a batch to add jobs (Enterprise).
+    pub fn batch_open(&self, bid: &str) -> Result<String, Error> {
+        self.call(request::BatchOpen(bid.to_owned()))
+    }
+
+    /// Commits a batch (Enterprise): its callbacks can fire once its jobs are done.
+    pub fn batch_commit(&self, bid: &str) -> Result<(), Error> {
+        self.call(request::BatchCommit(bid.to_owned()))
+    }
+
+    /// A batch's status (Enterprise).
+    pub fn batch_status(&self, bid: &str) -> Result<BatchStatus, Error> {
+        self.call(request::BatchStatus(bid.to_owned()))
+    }
+
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
+    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
+        request::join_batch(&mut job, bid);
+        self.call(request::Push(job))
+    }
+
+    /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
+    pub fn track_get(&self, jid: &str) -> Result<TrackInfo, Error> {
+        self.call(request::TrackGet(jid.to_owned()))
+    }
+
+    /// Updates a tracked job's progress (Enterprise).
+    pub fn track_set(&self, track: TrackSet) -> Result<(), Error> {
+        self.call(request::TrackSet(track))
+    }
+
+    /// FETCH one job from `queues` (in priority order); `None` when they stay empty for ~2 s.
+    /// Every fetched job must be ACKed or FAILed. The FETCH blocks the connection while it waits:
+    /// use a separate `Client` for fetching if you also push.
+    pub fn fetch<S: AsRef<str>>(&self, queues: &[S]) -> Result<Option<Job>, Error> {
+        self.call(request::Fetch(names(queues)))
+    }
+
+    /// ACK a fetched job.
+    pub fn ack(&self, jid: &str) -> Result<(), Error> {
+        self.call(request::Ack(jid.to_owned()))
+    }
+
+    /// FAIL a fetched job (the server retries it per its `retry`).
+    pub fn fail(&self, fail: Fail) -> Result<(), Error> {
+        self.call(request::Fail(fail))
+    }
+
+    /// BEAT for this client's wid (set with [`ClientBuilder::wid`]): `None` while running, else the
+    /// state the server asks for (quiet or terminate).
+    pub fn beat(
+        &self,
+        rss_kb: Option<u64>,
+        current_state: Option<WorkerState>,
+    ) -> Result<Option<WorkerState>, Error> {
+        let wid = self.shared.wid.clone().ok_or(Error::Usage(
+            "beat needs a client built with ClientBuilder::wid",
+        ))?;
+        self.call(request::Beat(Beat {
+            wid,
+            rss_kb,
+            current_state,
+        }))
+    }
 
     /// Sends END and closes the connection; later calls fail with [`Error::Closed`].
     pub fn close(&self) -> Result<(), Error> {
-        let rx = self.submit(Command::End)?;
-        self.shared.closed.store(true, Ordering::Release);
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Err(Error::Closed);
+        }
+        let (tx, rx) = mpsc::channel();
+        self.send(Msg::Close(tx))?;
         let _ = self.wait(&rx);
         Ok(())
     }
+}
+
+/// Queue names as the requests take them.
+fn names<S: AsRef<str>>(queues: &[S]) -> Vec<String> {
+    queues.iter().map(|s| s.as_ref().to_owned()).collect()
 }

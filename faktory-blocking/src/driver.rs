@@ -1,106 +1,191 @@
-//! The client's I/O thread: it owns the socket's write half and the
-//! `faktory_proto::client::Connection`, and hands each reply to the caller waiting for it.
+//! The client's I/O thread: it drives the client's `faktory_proto::session::Session` (reconnects,
+//! backoff, deadlines, which caller gets which answer, END and the closed state are all the
+//! session's), opens the sockets the session asks for, writes what it gives, and hands each
+//! answer to the caller waiting for it.
 //!
-//! Everything the thread reacts to arrives on one `std::sync::mpsc` channel: requests from the
+//! Everything the thread reacts to arrives on one `std::sync::mpsc` channel: calls from the
 //! `Client` handles (each with its own reply channel), bytes / EOF / errors from the reader thread
 //! of the current socket, and the news that every handle is gone. The thread waits on that channel
-//! no longer than the machine's deadline (`recv_timeout`). Requests waiting in the channel are all
-//! encoded before the next write, so concurrent calls are pipelined on the one connection and
-//! matched FIFO by the machine. All protocol decisions are the machine's.
+//! no longer than the session's deadline (`recv_timeout`). Calls waiting in the channel are all
+//! handed to the session before the next write, so concurrent calls are pipelined on the one
+//! connection.
 //!
-//! A stream given by the user (other than a `TcpStream`) cannot be read by a second thread while
-//! this one writes, so it is read on this thread, only while replies are due.
+//! Sockets are opened on this thread when the session says `Connect` (TCP bounded by the connect
+//! timeout, then TLS), and the outcome is reported at once. A stream given by the user (other than
+//! a `TcpStream`) cannot be read by a second thread while this one writes, so it is read on this
+//! thread, only while the session awaits bytes.
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faktory_proto::adapter::Calls;
-use faktory_proto::backoff::{Backoff, BackoffConfig};
-use faktory_proto::client::{ClientOptions, Connection, ConnectionError, Event, Reply};
+use faktory_proto::api::{CallResult, wire_for_log};
+use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use faktory_proto::command::Command;
-use faktory_proto::ops;
+use faktory_proto::session::{CallId, Event, Session};
 
-use crate::error::Error;
 use crate::transport::{Opened, Probe, ReadEvent, Target, Writer};
-
-/// What a call gets back: the server's reply (or its error), or why there was none.
-pub(crate) use faktory_proto::adapter::CallResult;
-
-/// One call waiting in the channel.
-pub(crate) struct Request {
-    pub(crate) command: Command,
-    pub(crate) reply: Sender<CallResult>,
-}
 
 /// What the I/O thread reacts to.
 pub(crate) enum Msg {
-    /// A call (boxed: a `Command` is large).
-    Request(Box<Request>),
-    /// Bytes from the reader thread of connection number `.0`.
+    /// A call (boxed: a `Command` is large) and where its answer goes.
+    Call(Box<Command>, Sender<CallResult>),
+    /// An eager connect.
+    Connect(Sender<CallResult>),
+    /// `Client::close`.
+    Close(Sender<CallResult>),
+    /// Bytes from the reader thread of socket number `.0`.
     Input(u64, Bytes),
-    /// EOF on connection `.0`.
+    /// EOF on socket `.0`.
     Eof(u64),
-    /// A read error on connection `.0`.
+    /// A read error on socket `.0`.
     IoError(u64, io::Error),
     /// Every `Client` handle is gone: say END and stop.
     Dropped,
 }
 
-/// Where connections come from.
+/// Where sockets come from.
 pub(crate) enum Source {
     /// Dial this address (again after a drop).
     Target(Target),
-    /// A stream the user gave: used once, never re-opened.
+    /// A stream the user gave: used once (the session has `reconnect: false`).
     Stream(Option<Opened>),
 }
 
-/// Opens connections and carries them through the handshake.
-pub(crate) struct Connector {
-    pub(crate) source: Source,
-    pub(crate) options: ClientOptions,
-    pub(crate) connect_timeout: Duration,
-    /// How long a call may spend reconnecting before it fails; also the write timeout.
-    pub(crate) request_timeout: Duration,
-    /// Where reader threads send what they read.
-    pub(crate) tx: Sender<Msg>,
-    pub(crate) next_gen: u64,
+enum Link {
+    /// A reader thread feeds the channel; this thread writes.
+    Duplex(Writer),
+    /// A user's stream: read here, only while the session awaits bytes.
+    Half { stream: Opened, buf: Vec<u8> },
 }
 
-impl Connector {
-    fn describe(&self) -> String {
-        match &self.source {
-            Source::Target(t) => t.authority(),
-            Source::Stream(_) => "user-supplied stream".to_owned(),
+/// How long the I/O thread keeps going after the last `Client` handle is gone (to say END and see
+/// the server close).
+const DROP_GRACE: Duration = Duration::from_secs(1);
+
+/// The most messages handled before the session's output is written again.
+const BATCH: usize = 256;
+
+/// The I/O thread's state.
+pub(crate) struct Driver {
+    session: Session,
+    source: Source,
+    /// Bounds every write to a socket.
+    write_timeout: Duration,
+    /// Where reader threads send what they read.
+    tx: Sender<Msg>,
+    /// Who waits for which call.
+    waiters: HashMap<CallId, Sender<CallResult>>,
+    link: Option<Link>,
+    /// Tells the current socket's reader messages from those of earlier ones.
+    generation: u64,
+    /// Every handle is gone: the thread stops at this time at the latest.
+    give_up_at: Option<Instant>,
+}
+
+/// What waiting brought.
+enum Wait {
+    Msg(Msg),
+    /// Something was handled already (a read, a timer).
+    Handled,
+    /// Stop the thread.
+    Stop,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        session: Session,
+        source: Source,
+        write_timeout: Duration,
+        tx: Sender<Msg>,
+    ) -> Self {
+        Driver {
+            session,
+            source,
+            write_timeout,
+            tx,
+            waiters: HashMap::new(),
+            link: None,
+            generation: 0,
+            give_up_at: None,
         }
     }
 
-    /// One connection attempt, through the handshake, bounded by the connect timeout.
-    pub(crate) fn connect(&mut self) -> Result<Live, Error> {
-        let deadline = Instant::now() + self.connect_timeout;
-        let mut stream = match &mut self.source {
-            Source::Target(t) => t.open(deadline)?,
-            Source::Stream(s) => s.take().ok_or(Error::Connection(ConnectionError::Eof))?,
-        };
-        let mut options = self.options.clone();
-        options.handshake_timeout = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_default();
-        let mut conn = Connection::new(options, Instant::now());
-        stream.set_write_timeout(Some(self.request_timeout))?;
-        match handshake(&mut conn, &mut stream) {
-            Ok(()) => {
-                tracing::debug!(server = %self.describe(), "faktory connection ready");
-            }
-            Err(e) => {
-                tracing::debug!(server = %self.describe(), error = %e, "faktory handshake failed");
-                return Err(e);
+    /// Writes everything the session queued, to the current socket.
+    fn flush(&mut self) {
+        while let Some(bytes) = self.session.poll_transmit() {
+            trace_wire("faktory send", &bytes);
+            let written = match &mut self.link {
+                Some(Link::Duplex(w)) => w.write_all(&bytes),
+                Some(Link::Half { stream, .. }) => {
+                    io::Write::write_all(stream, &bytes).and_then(|()| io::Write::flush(stream))
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = written {
+                self.session
+                    .handle_transport_error(&e.to_string(), Instant::now());
+                return;
             }
         }
-        let gen_id = self.next_gen;
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let link = match stream.split() {
+    }
+
+    /// Handles the session's events; returns `false` once the session is closed.
+    fn handle_events(&mut self) -> bool {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Connect => self.open(),
+                Event::Disconnect => {
+                    if let Some(Link::Duplex(w)) = self.link.take() {
+                        w.close();
+                    }
+                }
+                Event::Answer { call, result } => {
+                    if let Some(w) = self.waiters.remove(&call) {
+                        let _ = w.send(result);
+                    }
+                }
+                Event::Ready => {
+                    tracing::debug!(server = %self.session.server(), "faktory connection ready");
+                }
+                Event::ConnectFailed { error, retry_at } => {
+                    let retry_in = retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+                    tracing::info!(server = %self.session.server(), %error, ?retry_in, "faktory connect failed");
+                }
+                Event::Closed => {
+                    tracing::debug!(server = %self.session.server(), "faktory client closed");
+                }
+                _ => {}
+            }
+        }
+        !self.session.is_closed()
+    }
+
+    /// Opens the socket the session asked for, on this thread, and reports how it went.
+    fn open(&mut self) {
+        let opened = match &mut self.source {
+            Source::Target(t) => t.open(Instant::now() + t.connect_timeout),
+            Source::Stream(s) => s.take().ok_or_else(|| {
+                ConnectFailure::permanent(ConnectPhase::Tcp, "the user's stream was used already")
+            }),
+        };
+        let mut opened = match opened {
+            Ok(o) => o,
+            Err(failure) => {
+                self.session.handle_connect_failed(failure, Instant::now());
+                return;
+            }
+        };
+        if let Err(e) = opened.set_write_timeout(Some(self.write_timeout)) {
+            let failure = ConnectFailure::transient(ConnectPhase::Tcp, e.to_string());
+            self.session.handle_connect_failed(failure, Instant::now());
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let link = match opened.split() {
             Ok((reader, writer)) => {
                 let tx = self.tx.clone();
                 let spawned = std::thread::Builder::new()
@@ -108,15 +193,20 @@ impl Connector {
                     .spawn(move || {
                         crate::transport::read_loop(reader, |event| {
                             let msg = match event {
-                                ReadEvent::Data(b) => Msg::Input(gen_id, b),
-                                ReadEvent::Eof => Msg::Eof(gen_id),
-                                ReadEvent::Error(e) => Msg::IoError(gen_id, e),
+                                ReadEvent::Data(b) => Msg::Input(generation, b),
+                                ReadEvent::Eof => Msg::Eof(generation),
+                                ReadEvent::Error(e) => Msg::IoError(generation, e),
                             };
                             tx.send(msg).is_ok()
                         });
                     });
                 if let Err(e) = spawned {
-                    return Err(Error::Io(e));
+                    let failure = ConnectFailure::transient(
+                        ConnectPhase::Tcp,
+                        format!("cannot start a reader thread: {e}"),
+                    );
+                    self.session.handle_connect_failed(failure, Instant::now());
+                    return;
                 }
                 Link::Duplex(writer)
             }
@@ -125,348 +215,168 @@ impl Connector {
                 buf: vec![0u8; 16 * 1024],
             },
         };
-        Ok(Live {
-            gen_id,
-            conn,
-            link,
-            calls: Calls::new(),
-        })
+        self.link = Some(link);
+        self.session.handle_connected(Instant::now());
     }
 
-    /// Connects, retrying transient failures with backoff until `deadline`.
-    fn reconnect(&mut self, backoff: &mut Backoff, deadline: Instant) -> Result<Live, Error> {
-        loop {
-            let error = match self.connect() {
-                Ok(live) => {
-                    backoff.reset();
-                    return Ok(live);
-                }
-                Err(e) => e,
-            };
-            let retry = error.is_transient_connect() && matches!(self.source, Source::Target(_));
-            let delay = backoff.next_delay();
-            if !retry || Instant::now() + delay >= deadline {
-                return Err(error);
-            }
-            tracing::debug!(server = %self.describe(), %error, ?delay, "faktory reconnect failed; retrying");
-            std::thread::sleep(delay);
+    /// Before a call goes out on an idle connection: whether the server closed it meanwhile
+    /// (restart, idle reaping) and the reader thread has not said so yet. Sending on such a
+    /// connection would fail the call with an unknown outcome although the server never saw it;
+    /// with the EOF reported first, the session reconnects instead.
+    fn probe_idle(&mut self) {
+        if !self.session.is_ready() || self.session.pending_calls() > 0 {
+            return;
+        }
+        let Some(Link::Duplex(writer)) = &self.link else {
+            return;
+        };
+        match writer.probe() {
+            Probe::Alive => {}
+            Probe::Eof => self.session.handle_eof(Instant::now()),
+            Probe::Error(e) => self
+                .session
+                .handle_transport_error(&e.to_string(), Instant::now()),
         }
     }
-}
 
-/// Drives a fresh connection through the handshake on this thread, reading with timeouts (the
-/// blocking loop of the `faktory_proto` crate docs).
-fn handshake(conn: &mut Connection, stream: &mut Opened) -> Result<(), Error> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Ready => return Ok(()),
-                Event::Closed { error, .. } => {
-                    return Err(error.unwrap_or(ConnectionError::Eof).into());
-                }
-                _ => {}
-            }
-        }
-        let mut wrote = true;
-        while let Some(bytes) = conn.poll_transmit() {
-            trace_wire("faktory send", &bytes);
-            if let Err(e) = io::Write::write_all(stream, &bytes) {
-                conn.handle_io_error(&e);
-                wrote = false;
-                break;
-            }
-        }
-        if !wrote {
-            continue;
-        }
+    fn handle(&mut self, msg: Msg) {
         let now = Instant::now();
-        match conn.poll_timeout() {
-            Some(deadline) if deadline <= now => {
-                conn.handle_timeout(now);
-                continue;
+        match msg {
+            Msg::Call(command, reply) => {
+                self.probe_idle();
+                let call = self.session.call(*command, now);
+                self.waiters.insert(call, reply);
             }
-            Some(deadline) => stream.set_read_timeout(Some(deadline - now))?,
-            None => stream.set_read_timeout(None)?,
-        }
-        read_once(conn, stream, &mut buf);
-    }
-}
-
-/// One blocking read into the machine; a read timeout becomes a timer tick.
-fn read_once(conn: &mut Connection, stream: &mut Opened, buf: &mut [u8]) {
-    match stream.read(buf) {
-        Ok(0) => conn.handle_eof(Instant::now()),
-        Ok(n) => {
-            let data = buf.get(..n).unwrap_or_default();
-            trace_wire("faktory recv", data);
-            conn.handle_input(data, Instant::now());
-        }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            let now = Instant::now();
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
-                conn.handle_timeout(now);
+            Msg::Connect(reply) => {
+                let call = self.session.connect(now);
+                self.waiters.insert(call, reply);
             }
-        }
-        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-        Err(e) => conn.handle_io_error(&e),
-    }
-}
-
-fn trace_wire(what: &'static str, bytes: &[u8]) {
-    if tracing::enabled!(tracing::Level::TRACE) {
-        tracing::trace!(wire = %ops::wire_for_log(bytes), "{what}");
-    }
-}
-
-enum Link {
-    /// A reader thread feeds the channel; this thread writes.
-    Duplex(Writer),
-    /// A user's stream: read here, only while replies are due.
-    Half { stream: Opened, buf: Vec<u8> },
-}
-
-/// A handshaken connection and its socket.
-pub(crate) struct Live {
-    /// Tells this connection's reader messages from those of earlier ones.
-    gen_id: u64,
-    conn: Connection,
-    link: Link,
-    calls: Calls<Sender<CallResult>>,
-}
-
-/// What waiting brought.
-enum Wait {
-    Msg(Msg),
-    /// Something was handled already (a read, a timer).
-    Handled,
-    Disconnected,
-}
-
-impl Live {
-    /// Writes everything the machine queued.
-    fn flush(&mut self) {
-        while let Some(bytes) = self.conn.poll_transmit() {
-            trace_wire("faktory send", &bytes);
-            let written = match &mut self.link {
-                Link::Duplex(w) => w.write_all(&bytes),
-                Link::Half { stream, .. } => io::Write::write_all(stream, &bytes),
-            };
-            if let Err(e) = written {
-                self.conn.handle_io_error(&e);
-                return;
+            Msg::Close(reply) => {
+                let call = self.session.close(now);
+                self.waiters.insert(call, reply);
             }
+            Msg::Input(g, bytes) if self.current(g) => {
+                trace_wire("faktory recv", &bytes);
+                self.session.handle_input(&bytes, now);
+            }
+            Msg::Eof(g) if self.current(g) => self.session.handle_eof(now),
+            Msg::IoError(g, e) if self.current(g) => {
+                self.session.handle_transport_error(&e.to_string(), now);
+            }
+            Msg::Dropped => {
+                self.session.close(now);
+                self.give_up_at = Some(now + DROP_GRACE);
+            }
+            // From a socket that is gone.
+            Msg::Input(..) | Msg::Eof(_) | Msg::IoError(..) => {}
         }
     }
 
-    /// Whether the machine waits for bytes from the server.
-    fn expects_input(&self) -> bool {
-        !self.conn.is_ready() || self.conn.in_flight() > 0 || self.calls.is_closing()
+    fn current(&self, generation: u64) -> bool {
+        generation == self.generation && self.link.is_some()
     }
 
-    /// Waits for the next thing to happen, no longer than the machine's deadline.
+    /// Waits for the next thing to happen, no longer than the session's deadline.
     fn wait(&mut self, rx: &Receiver<Msg>) -> Wait {
-        let expects_input = self.expects_input();
-        if let Link::Half { stream, buf } = &mut self.link {
-            if expects_input {
+        let now = Instant::now();
+        if self.give_up_at.is_some_and(|t| now >= t) {
+            tracing::debug!(server = %self.session.server(), "faktory client gave up waiting for the server's close");
+            return Wait::Stop;
+        }
+        let deadline = match (self.session.poll_timeout(), self.give_up_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if deadline.is_some_and(|d| d <= now) {
+            self.session.handle_timeout(now);
+            return Wait::Handled;
+        }
+        if self.give_up_at.is_some() && matches!(self.link, Some(Link::Half { .. })) {
+            // Reading a user's stream cannot be bounded in time: END was written, stop here.
+            return Wait::Stop;
+        }
+        let awaits_input = self.session.awaits_input();
+        if let Some(Link::Half { stream, buf }) = &mut self.link {
+            if awaits_input {
                 // Pipeline what is already waiting before blocking in read.
                 match rx.try_recv() {
                     Ok(msg) => return Wait::Msg(msg),
-                    Err(TryRecvError::Disconnected) => return Wait::Disconnected,
+                    Err(TryRecvError::Disconnected) => return Wait::Stop,
                     Err(TryRecvError::Empty) => {}
                 }
-                let now = Instant::now();
-                let timeout = self.conn.poll_timeout().map(|t| {
+                let timeout = deadline.map(|t| {
                     t.saturating_duration_since(now)
                         .max(Duration::from_millis(1))
                 });
                 let _ = stream.set_read_timeout(timeout);
-                read_once(&mut self.conn, stream, buf);
+                let result = stream.read(buf);
+                let now = Instant::now();
+                match result {
+                    Ok(0) => self.session.handle_eof(now),
+                    Ok(n) => {
+                        let data = buf.get(..n).unwrap_or_default();
+                        trace_wire("faktory recv", data);
+                        self.session.handle_input(data, now);
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        self.session.handle_timeout(now);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => self.session.handle_transport_error(&e.to_string(), now),
+                }
                 return Wait::Handled;
             }
         }
-        let now = Instant::now();
-        let got = match self.conn.poll_timeout() {
-            Some(deadline) if deadline <= now => {
-                self.conn.handle_timeout(now);
-                return Wait::Handled;
-            }
+        let got = match deadline {
             Some(deadline) => rx.recv_timeout(deadline - now),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match got {
             Ok(msg) => Wait::Msg(msg),
             Err(RecvTimeoutError::Timeout) => {
-                self.conn.handle_timeout(Instant::now());
+                self.session.handle_timeout(Instant::now());
                 Wait::Handled
             }
-            Err(RecvTimeoutError::Disconnected) => Wait::Disconnected,
-        }
-    }
-
-    /// Before a request goes out on an idle connection: whether the server closed it meanwhile
-    /// (restart, idle reaping) and the reader thread has not said so yet. Sending on such a
-    /// connection would fail the request with an unknown outcome although the server never saw it;
-    /// the caller reconnects instead.
-    fn found_closed(&mut self) -> bool {
-        if self.conn.in_flight() > 0 || self.calls.is_closing() {
-            return false;
-        }
-        let Link::Duplex(writer) = &self.link else {
-            return false;
-        };
-        match writer.probe() {
-            Probe::Alive => return false,
-            Probe::Eof => self.conn.handle_eof(Instant::now()),
-            Probe::Error(e) => self.conn.handle_io_error(&e),
-        }
-        !self.dispatch()
-    }
-
-    fn submit(&mut self, request: Request) {
-        let Request { command, reply } = request;
-        if let Some((w, r)) = self
-            .calls
-            .submit(&mut self.conn, &command, reply, Instant::now())
-        {
-            let _ = w.send(r);
-        }
-    }
-
-    fn handle_read(&mut self, msg: Msg) {
-        let now = Instant::now();
-        match msg {
-            Msg::Input(g, bytes) if g == self.gen_id => {
-                trace_wire("faktory recv", &bytes);
-                self.conn.handle_input(&bytes, now);
-            }
-            Msg::Eof(g) if g == self.gen_id => self.conn.handle_eof(now),
-            Msg::IoError(g, e) if g == self.gen_id => self.conn.handle_io_error(&e),
-            _ => {}
-        }
-    }
-
-    /// Hands out replies; returns `false` once the connection is finished.
-    fn dispatch(&mut self) -> bool {
-        match self.calls.dispatch(&mut self.conn, |w, r| {
-            let _ = w.send(r);
-        }) {
-            None => true,
-            Some(error) => {
-                if let Some(e) = &error {
-                    tracing::info!(error = %e, "faktory connection lost");
-                }
-                false
-            }
-        }
-    }
-
-    /// Sends END and closes, bounded in time; used when every `Client` handle is gone.
-    fn close(mut self) {
-        if self.conn.send(&Command::End, Instant::now()).is_err() {
-            return;
-        }
-        let mut out = Vec::new();
-        while let Some(b) = self.conn.poll_transmit() {
-            out.extend_from_slice(&b);
-        }
-        match &mut self.link {
-            Link::Duplex(w) => {
-                w.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = w.write_all(&out);
-            }
-            Link::Half { stream, .. } => {
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = io::Write::write_all(stream, &out);
-                let _ = io::Write::flush(stream);
-            }
-        }
-        if let Link::Duplex(w) = self.link {
-            w.close();
+            Err(RecvTimeoutError::Disconnected) => Wait::Stop,
         }
     }
 }
 
-fn seed() -> u64 {
+fn trace_wire(what: &'static str, bytes: &[u8]) {
+    if tracing::enabled!(tracing::Level::TRACE) {
+        tracing::trace!(wire = %wire_for_log(bytes), "{what}");
+    }
+}
+
+/// A seed for the session's backoff jitter.
+pub(crate) fn seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ u64::from(std::process::id()).rotate_left(32)
 }
 
-/// The most messages handled before the machine's output is written again.
-const BATCH: usize = 256;
-
-/// The I/O thread: runs until every `Client` handle is dropped.
-pub(crate) fn run(rx: &Receiver<Msg>, mut connector: Connector, first: Live) {
-    let mut live = Some(first);
-    let mut backoff = Backoff::new(BackoffConfig::default(), seed());
-    // END was sent by `close()`: later calls fail instead of reconnecting.
-    let mut ended = false;
+/// The I/O thread: runs until the session is closed (by `Client::close`, or once every `Client`
+/// handle is gone, bounded by a second).
+pub(crate) fn run(rx: &Receiver<Msg>, mut driver: Driver) {
     loop {
-        if let Some(l) = live.as_mut() {
-            l.flush();
-            if !l.dispatch() {
-                live = None;
-                continue;
-            }
+        // 1. Write every transmit before handling events (a Disconnect comes after END was
+        //    written).
+        driver.flush();
+        // 2. Events.
+        if !driver.handle_events() {
+            return;
         }
-        let first_msg = match live.as_mut() {
-            Some(l) => match l.wait(rx) {
-                Wait::Msg(m) => m,
-                Wait::Handled => continue,
-                Wait::Disconnected => return,
-            },
-            None => match rx.recv() {
-                Ok(m) => m,
-                Err(_) => return,
-            },
+        // 3. Wait, then take what else is waiting.
+        let first = match driver.wait(rx) {
+            Wait::Msg(m) => m,
+            Wait::Handled => continue,
+            Wait::Stop => return,
         };
-        let mut next = Some(first_msg);
+        let mut next = Some(first);
         let mut handled = 0;
         while let Some(msg) = next.take() {
-            match msg {
-                Msg::Request(request) => {
-                    if live.as_mut().is_some_and(Live::found_closed) {
-                        live = None;
-                    }
-                    if ended {
-                        let _ = request.reply.send(Err(Error::Closed));
-                    } else if let Some(l) = live.as_mut() {
-                        if !request.command.expects_reply() {
-                            ended = true;
-                        }
-                        l.submit(*request);
-                    } else if !request.command.expects_reply() {
-                        ended = true;
-                        let _ = request.reply.send(Ok(Ok(Reply::Ok)));
-                    } else {
-                        let deadline = Instant::now() + connector.request_timeout;
-                        match connector.reconnect(&mut backoff, deadline) {
-                            Ok(mut fresh) => {
-                                fresh.submit(*request);
-                                live = Some(fresh);
-                            }
-                            Err(e) => {
-                                let _ = request.reply.send(Err(e));
-                            }
-                        }
-                    }
-                }
-                Msg::Dropped => {
-                    if let Some(l) = live.take() {
-                        if !ended {
-                            l.close();
-                        }
-                    }
-                    return;
-                }
-                read => {
-                    if let Some(l) = live.as_mut() {
-                        l.handle_read(read);
-                    }
-                }
-            }
+            driver.handle(msg);
             handled += 1;
             if handled < BATCH {
                 next = rx.try_recv().ok();

@@ -1,3 +1,3 @@
-//! The error type: the one shared by every runtime adapter ([`faktory_proto::adapter::Error`]).
+//! The error type: the one shared by every runtime adapter ([`faktory_proto::api::Error`]).
 
-pub use faktory_proto::adapter::Error;
+pub use faktory_proto::api::Error;

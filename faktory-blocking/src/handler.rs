@@ -5,8 +5,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use faktory_proto::api;
 use faktory_proto::job::Job;
-use faktory_proto::ops;
 use faktory_proto::worker::Outcome;
 use serde_json::{Map, Value};
 
@@ -147,7 +147,7 @@ impl JobContext {
 pub(crate) type Handler = dyn Fn(Job, JobContext) -> Outcome + Send + Sync + 'static;
 
 /// Wraps a user's handler: its error becomes a FAIL with the error's type name, message and source
-/// chain (see `faktory_proto::ops::failed_outcome`).
+/// chain (see `faktory_proto::api::failed_outcome`).
 pub(crate) fn erase<F, E>(handler: F) -> Arc<Handler>
 where
     F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
@@ -158,7 +158,7 @@ where
         Err(e) => {
             let type_name = std::any::type_name::<E>();
             let error: BoxError = e.into();
-            ops::failed_outcome(type_name, &*error)
+            api::failed_outcome(type_name, &*error)
         }
     })
 }
@@ -167,7 +167,7 @@ where
 pub(crate) fn run_to_outcome(handler: &Handler, job: Job, ctx: JobContext) -> Outcome {
     match std::panic::catch_unwind(AssertUnwindSafe(|| handler(job, ctx))) {
         Ok(outcome) => outcome,
-        Err(payload) => ops::panicked_outcome(&*payload),
+        Err(payload) => api::panicked_outcome(&*payload),
     }
 }
 

@@ -17,7 +17,8 @@
 //!
 //! ## Threads
 //!
-//! - A [`Client`] has one I/O thread that owns its connection and one reader thread per socket;
+//! - A [`Client`] has one I/O thread that drives its `faktory_proto::session::Session` (reconnects,
+//!   backoff, deadlines, unknown outcomes, END) and owns its socket, and one reader thread per socket;
 //!   callers on any number of threads hand it requests over a channel and block on their own reply
 //!   channel, so concurrent calls are pipelined on one connection.
 //! - A [`Worker`] runs its engine on the thread that calls [`Worker::run`], one reader thread per
@@ -26,11 +27,18 @@
 //!
 //! ## Sockets
 //!
-//! TCP_NODELAY is set on every socket; connects are bounded by the connect timeout, writes by the
-//! request timeout, replies by the protocol machine's deadlines. TCP keepalive is not enabled:
-//! `std::net` has no setter for it, and this crate takes no socket crate for one option; a dead
-//! server is noticed by the reply timeout of the next request (clients), or within one FETCH/BEAT
-//! round (workers talk to the server every few seconds).
+//! TCP_NODELAY and TCP keepalive are set on every socket (keepalive through `socket2`, since
+//! `std::net` has no setter for it: a server that vanished without closing, behind a NAT or a
+//! firewall that forgot the flow, is noticed by the kernel even on an idle connection); connects
+//! are bounded by the connect timeout, writes by the request timeout, replies by the protocol
+//! machines' deadlines.
+//!
+//! ## Errors
+//!
+//! [`Error`] is `faktory_proto::api::Error`, the error of every adapter. A connection that could
+//! not be made is [`Error::Connection`] whose source says which step failed (resolving, TCP, TLS,
+//! the handshake, a timeout); a call in flight when a connection dropped is
+//! [`Error::OutcomeUnknown`].
 #![forbid(unsafe_code)]
 
 mod client;
@@ -43,12 +51,12 @@ mod worker;
 
 pub use client::{Client, ClientBuilder};
 pub use error::Error;
+#[cfg(feature = "tls")]
+pub use faktory_proto::tls::TlsConfig;
 pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
 pub use handler::{BoxError, CancellationToken, JobContext};
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
-#[cfg(feature = "tls")]
-pub use transport::TlsConfig;
 pub use worker::{Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;

@@ -1,15 +1,17 @@
-//! Sockets: TCP with TCP_NODELAY and timeouts, TLS with rustls, or a stream the user supplies; and
-//! their split into a read half (for a reader thread) and a write half.
+//! Sockets: TCP with TCP_NODELAY, keepalive and timeouts, TLS with rustls (configured by
+//! `faktory_proto::tls::TlsConfig`), or a stream the user supplies; and their split into a read half
+//! (for a reader thread) and a write half.
 //!
-//! Keepalive is not enabled: `std::net` has no setter for `SO_KEEPALIVE` and this crate takes no
-//! socket crate for one option. A dead server is noticed by the reply timeout of the next request
-//! (clients) or within one FETCH/BEAT round (workers talk to the server every few seconds).
+//! Opening a socket reports what failed as a `ConnectFailure` for the protocol machines: which
+//! step (resolving, TCP, TLS), why, and whether another attempt can help (a certificate that does
+//! not verify, or a host that is not a TLS server name, cannot).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use faktory_proto::client::{ConnectFailure, ConnectPhase};
 
 use crate::error::Error;
 
@@ -24,71 +26,6 @@ use crate::error::Error;
 pub trait Stream: Read + Write + Send + 'static {}
 impl<T: Read + Write + Send + 'static> Stream for T {}
 
-/// How to verify the server's certificate on `tcp+tls://` URLs.
-#[cfg(feature = "tls")]
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum TlsConfig {
-    /// Verify against the Mozilla roots bundled by `webpki-roots` (the default).
-    #[default]
-    WebpkiRoots,
-    /// Verify against the operating system's trust store.
-    #[cfg(feature = "native-roots")]
-    NativeRoots,
-    /// Verify against these roots (for a private CA or a self-signed server certificate).
-    RootStore(rustls::RootCertStore),
-    /// Use this rustls configuration as it is (client certificates, custom verifiers, …).
-    ClientConfig(std::sync::Arc<rustls::ClientConfig>),
-}
-
-#[cfg(feature = "tls")]
-impl std::fmt::Debug for TlsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TlsConfig::WebpkiRoots => f.write_str("TlsConfig::WebpkiRoots"),
-            #[cfg(feature = "native-roots")]
-            TlsConfig::NativeRoots => f.write_str("TlsConfig::NativeRoots"),
-            TlsConfig::RootStore(r) => write!(f, "TlsConfig::RootStore({} roots)", r.len()),
-            TlsConfig::ClientConfig(_) => f.write_str("TlsConfig::ClientConfig(..)"),
-        }
-    }
-}
-
-#[cfg(feature = "tls")]
-impl TlsConfig {
-    pub(crate) fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
-        use std::sync::Arc;
-        let roots = match self {
-            TlsConfig::ClientConfig(c) => return Ok(Arc::clone(c)),
-            TlsConfig::WebpkiRoots => rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            },
-            #[cfg(feature = "native-roots")]
-            TlsConfig::NativeRoots => {
-                let mut store = rustls::RootCertStore::empty();
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = store.add(cert);
-                }
-                if store.is_empty() {
-                    return Err(Error::Tls(
-                        "no usable certificates in the native trust store".into(),
-                    ));
-                }
-                store
-            }
-            TlsConfig::RootStore(r) => r.clone(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
-    }
-}
-
 fn remaining(deadline: Instant) -> Option<Duration> {
     deadline
         .checked_duration_since(Instant::now())
@@ -99,40 +36,59 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
-/// Opens a TCP connection with TCP_NODELAY (Faktory is request/reply: Nagle would stall every
-/// pipelined write), trying each resolved address until `deadline`. Name resolution itself cannot
-/// be bounded with `std` (it uses the system resolver).
-pub(crate) fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
-    let authority = format!("{host}:{port}");
+/// TCP_NODELAY (Faktory is request/reply: Nagle would stall every pipelined write) and TCP
+/// keepalive (a server that vanished without a FIN or RST, behind a NAT or a firewall that dropped
+/// the flow, is noticed by the kernel even on an idle connection; the reply timeouts cover busy
+/// ones). `std::net` has no setter for keepalive: `socket2` sets it on the same socket. A socket
+/// that refuses keepalive is still used (the reply timeouts remain).
+pub(crate) fn tune(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if let Err(e) = socket2::SockRef::from(stream).set_keepalive(true) {
+        tracing::debug!(error = %e, "cannot enable TCP keepalive");
+    }
+    Ok(())
+}
+
+/// Opens a TCP connection (see [`tune`]), trying each resolved address until `deadline`. Name
+/// resolution itself cannot be bounded with `std` (it uses the system resolver).
+pub(crate) fn connect_tcp(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<TcpStream, ConnectFailure> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|source| Error::Connect {
-            addr: authority.clone(),
-            source,
-        })?
+        .map_err(|e| ConnectFailure::transient(ConnectPhase::Resolve, format!("{host}: {e}")))?
         .collect();
-    let mut last = io::Error::new(ErrorKind::NotFound, "host resolved to no address");
+    if addrs.is_empty() {
+        return Err(ConnectFailure::transient(
+            ConnectPhase::Resolve,
+            format!("{host} resolved to no address"),
+        ));
+    }
+    let mut last = None;
     for addr in addrs {
         let Some(left) = remaining(deadline) else {
-            return Err(Error::ConnectTimeout(authority));
+            break;
         };
         match TcpStream::connect_timeout(&addr, left) {
             Ok(stream) => {
-                stream.set_nodelay(true).map_err(|source| Error::Connect {
-                    addr: authority.clone(),
-                    source,
-                })?;
-                return Ok(stream);
+                return match tune(&stream) {
+                    Ok(()) => Ok(stream),
+                    Err(e) => Err(ConnectFailure::transient(
+                        ConnectPhase::Tcp,
+                        format!("{addr}: setting TCP_NODELAY: {e}"),
+                    )),
+                };
             }
-            Err(e) => last = e,
+            Err(e) => last = Some((addr, e)),
         }
     }
-    if is_timeout(&last) {
-        return Err(Error::ConnectTimeout(authority));
-    }
-    Err(Error::Connect {
-        addr: authority,
-        source: last,
+    Err(match last {
+        Some((addr, e)) if !is_timeout(&e) => {
+            ConnectFailure::transient(ConnectPhase::Tcp, format!("{addr}: {e}"))
+        }
+        _ => ConnectFailure::transient(ConnectPhase::Tcp, format!("{host}:{port}: timed out")),
     })
 }
 
@@ -143,7 +99,7 @@ pub(crate) struct Target {
     pub(crate) port: u16,
     pub(crate) tls: bool,
     #[cfg(feature = "tls")]
-    pub(crate) tls_config: TlsConfig,
+    pub(crate) tls_config: faktory_proto::tls::TlsConfig,
     pub(crate) connect_timeout: Duration,
 }
 
@@ -153,7 +109,7 @@ impl Target {
     }
 
     /// TCP (and TLS) connection, bounded by `deadline`.
-    pub(crate) fn open(&self, deadline: Instant) -> Result<Opened, Error> {
+    pub(crate) fn open(&self, deadline: Instant) -> Result<Opened, ConnectFailure> {
         let tcp = connect_tcp(&self.host, self.port, deadline)?;
         if !self.tls {
             return Ok(Opened::Tcp(tcp));
@@ -165,34 +121,85 @@ impl Target {
         #[cfg(not(feature = "tls"))]
         {
             drop(tcp);
-            Err(Error::Tls(
-                "tcp+tls:// needs the `tls` feature of faktory-blocking".into(),
+            Err(ConnectFailure::permanent(
+                ConnectPhase::Tls,
+                "tcp+tls:// needs the `tls` feature of faktory-blocking",
             ))
         }
     }
 
     #[cfg(feature = "tls")]
-    fn tls_handshake(&self, mut tcp: TcpStream, deadline: Instant) -> Result<Opened, Error> {
-        use rustls::pki_types::ServerName;
-        let config = self.tls_config.client_config()?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| Error::Tls(format!("invalid server name {:?}: {e}", self.host)))?;
+    fn tls_handshake(
+        &self,
+        mut tcp: TcpStream,
+        deadline: Instant,
+    ) -> Result<Opened, ConnectFailure> {
+        let permanent = |reason: String| ConnectFailure::permanent(ConnectPhase::Tls, reason);
+        let config = self
+            .tls_config
+            .client_config()
+            .map_err(|e| permanent(e.to_string()))?;
+        let name =
+            faktory_proto::tls::server_name(&self.host).map_err(|e| permanent(e.to_string()))?;
         let mut conn =
-            rustls::ClientConnection::new(config, name).map_err(|e| Error::Tls(e.to_string()))?;
+            rustls::ClientConnection::new(config, name).map_err(|e| permanent(e.to_string()))?;
+        let timed_out = || ConnectFailure::transient(ConnectPhase::Tls, "handshake timed out");
         while conn.is_handshaking() {
             let Some(left) = remaining(deadline) else {
-                return Err(Error::ConnectTimeout(self.authority()));
+                return Err(timed_out());
             };
-            tcp.set_read_timeout(Some(left))?;
-            tcp.set_write_timeout(Some(left))?;
+            let set = tcp
+                .set_read_timeout(Some(left))
+                .and_then(|()| tcp.set_write_timeout(Some(left)));
+            if let Err(e) = set {
+                return Err(ConnectFailure::transient(ConnectPhase::Tls, e.to_string()));
+            }
             match conn.complete_io(&mut tcp) {
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => return Err(Error::ConnectTimeout(self.authority())),
+                Err(e) if is_timeout(&e) => return Err(timed_out()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Tls(e.to_string())),
+                Err(e) => return Err(tls_failure(&e)),
             }
         }
         Ok(Opened::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+    }
+}
+
+/// A failed TLS handshake: permanent when the server's certificate (or what it thinks of ours, or
+/// the protocol versions it offers) makes every attempt fail the same way; transient when the
+/// transport failed underneath (reset, EOF).
+#[cfg(feature = "tls")]
+fn tls_failure(e: &io::Error) -> ConnectFailure {
+    use rustls::AlertDescription as A;
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let permanent = match tls {
+        Some(
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType
+            | rustls::Error::PeerIncompatible(_),
+        ) => true,
+        Some(rustls::Error::AlertReceived(alert)) => matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::CertificateRequired
+                | A::ProtocolVersion
+                | A::HandshakeFailure
+        ),
+        _ => false,
+    };
+    let reason = e.to_string();
+    if permanent {
+        ConnectFailure::permanent(ConnectPhase::Tls, reason)
+    } else {
+        ConnectFailure::transient(ConnectPhase::Tls, reason)
     }
 }
 
@@ -216,7 +223,9 @@ impl Opened {
             .downcast_mut::<Option<TcpStream>>()
             .and_then(Option::take)
         {
-            let _ = tcp.set_nodelay(true);
+            if let Err(e) = tune(&tcp) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on the user's stream");
+            }
             return Ok(Opened::Tcp(tcp));
         }
         match slot {
@@ -597,5 +606,69 @@ mod tls {
             }
             let _ = self.sock.write_all(&self.out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_sockets_get_nodelay_and_keepalive() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stream = connect_tcp("127.0.0.1", port, deadline).unwrap();
+        assert!(stream.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&stream).keepalive().unwrap());
+    }
+
+    #[test]
+    fn failures_name_their_phase() {
+        // A port nobody listens on (bound, then closed).
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let f = connect_tcp("127.0.0.1", port, deadline).unwrap_err();
+        assert_eq!(f.phase, ConnectPhase::Tcp);
+        assert!(!f.permanent, "{f}");
+        let f = connect_tcp("no-such-host.invalid", 7419, deadline).unwrap_err();
+        assert_eq!(f.phase, ConnectPhase::Resolve, "{f}");
+        assert!(!f.permanent);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_failures_say_whether_retrying_can_help() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            tls: true,
+            tls_config: faktory_proto::tls::TlsConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+        };
+        // The listener never answers the ClientHello: the handshake times out, which may pass.
+        let f = match target.open(Instant::now() + Duration::from_millis(200)) {
+            Err(f) => f,
+            Ok(_) => panic!("no TLS server there"),
+        };
+        assert_eq!(f.phase, ConnectPhase::Tls);
+        assert!(!f.permanent, "{f}");
+        // A host that is not a TLS server name never will be.
+        let bad = Target {
+            host: "not a host!".into(),
+            ..target
+        };
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let f = match bad.tls_handshake(tcp, Instant::now() + Duration::from_secs(1)) {
+            Err(f) => f,
+            Ok(_) => panic!("not a server name"),
+        };
+        assert_eq!(f.phase, ConnectPhase::Tls);
+        assert!(f.permanent, "{f}");
     }
 }

@@ -22,10 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use faktory_proto::adapter::WorkerSettings;
+use faktory_proto::api::{self, WorkerSettings};
+use faktory_proto::client::{ConnectFailure, ConnectPhase};
+use faktory_proto::config::ServerUrl;
+use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
-use faktory_proto::ops;
-use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
+use faktory_proto::worker::{
+    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
+};
 
 use crate::error::Error;
 use crate::handler::{
@@ -61,7 +65,7 @@ pub struct WorkerBuilder {
     handlers: HashMap<String, Arc<Handler>>,
     shutdown: Option<ShutdownHandle>,
     #[cfg(feature = "tls")]
-    tls: crate::transport::TlsConfig,
+    tls: crate::TlsConfig,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -80,7 +84,89 @@ impl Default for WorkerBuilder {
 }
 
 impl WorkerBuilder {
-    faktory_proto::__worker_builder_setters!();
+    /// How many jobs run at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.config.concurrency = n;
+        self
+    }
+
+    /// Fetch from these queues in strict priority order.
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.config.queues = Queues::strict(queues);
+        self
+    }
+
+    /// Fetch from these queues in a random order weighted per FETCH.
+    pub fn weighted_queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        self.settings.config.queues = Queues::weighted(queues);
+        self
+    }
+
+    /// Labels shown on the Web UI's Busy page.
+    pub fn labels<I, S>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.config.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Hostname shown on the Busy page (default: this machine's).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.settings.config.hostname = Some(hostname.into());
+        self
+    }
+
+    /// The worker id (default: a random one per worker).
+    pub fn wid(mut self, wid: impl Into<String>) -> Self {
+        self.settings.config.wid = Some(wid.into());
+        self
+    }
+
+    /// How long running jobs may finish after terminate or shutdown (default 25 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.settings.config.grace_period = grace;
+        self
+    }
+
+    /// BEAT interval (default 15 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.settings.config.heartbeat_interval = interval;
+        self
+    }
+
+    /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…` (default: the environment).
+    pub fn url(mut self, url: &str) -> Result<Self, Error> {
+        self.settings.url = Some(ServerUrl::parse(url)?);
+        Ok(self)
+    }
+
+    /// The password (overrides one in the URL).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.settings.password = Some(Password::new(password));
+        self
+    }
+
+    /// TCP, TLS and handshake timeout per connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Full access to the engine's configuration (fetch connections, backoff, seed, …).
+    pub fn config(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Self {
+        f(&mut self.settings.config);
+        self
+    }
 
     /// A builder with the engine's defaults (concurrency 10, queue `default`, 15 s heartbeat, 25 s
     /// grace period) and the server from the environment.
@@ -93,7 +179,7 @@ impl WorkerBuilder {
             handlers: HashMap::new(),
             shutdown: None,
             #[cfg(feature = "tls")]
-            tls: crate::transport::TlsConfig::default(),
+            tls: crate::TlsConfig::default(),
         }
     }
 
@@ -140,7 +226,7 @@ impl WorkerBuilder {
 
     /// How certificates are verified on `tcp+tls://` (webpki roots by default).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::transport::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
         self.tls = tls;
         self
     }
@@ -181,7 +267,7 @@ fn hostname() -> Option<String> {
 fn read_rss_kb() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| ops::rss_kb_from_proc_status(&s))
+        .and_then(|s| api::rss_kb_from_proc_status(&s))
 }
 
 /// A Faktory worker process.
@@ -205,7 +291,7 @@ impl std::fmt::Debug for Worker {
 
 /// What the engine thread reacts to.
 pub(crate) enum Msg {
-    Connected(ConnId, Result<Writer, io::Error>),
+    Connected(ConnId, Result<Writer, ConnectFailure>),
     Input(ConnId, Bytes),
     Eof(ConnId),
     IoError(ConnId, io::Error),
@@ -273,10 +359,11 @@ impl Worker {
                     continue;
                 };
                 if tracing::enabled!(tracing::Level::TRACE) {
-                    tracing::trace!(conn = conn.0, wire = %ops::wire_for_log(&bytes), "faktory send");
+                    tracing::trace!(conn = conn.0, wire = %api::wire_for_log(&bytes), "faktory send");
                 }
                 if let Err(e) = writer.write_all(&bytes) {
-                    self.engine.handle_io_error(conn, &e, Instant::now());
+                    self.engine
+                        .handle_transport_error(conn, &e.to_string(), Instant::now());
                     write_failed = true;
                 }
             }
@@ -300,7 +387,11 @@ impl Worker {
                             }
                             Err(e) => {
                                 conns.insert(conn, ConnState::Connecting(cancelled));
-                                let _ = tx.send(Msg::Connected(conn, Err(e)));
+                                let failure = ConnectFailure::transient(
+                                    ConnectPhase::Tcp,
+                                    format!("cannot start a connection thread: {e}"),
+                                );
+                                let _ = tx.send(Msg::Connected(conn, Err(failure)));
                             }
                         }
                     }
@@ -419,15 +510,16 @@ impl Worker {
                     tracing::debug!(conn = conn.0, "faktory socket connected");
                     self.engine.handle_connected(conn, now);
                 }
-                (Some(ConnState::Connecting(_)), Err(e)) => {
-                    self.engine.handle_connect_failed(conn, &e, now);
+                (Some(ConnState::Connecting(_)), Err(failure)) => {
+                    tracing::debug!(conn = conn.0, %failure, "faktory socket failed to open");
+                    self.engine.handle_connect_failed(conn, &failure, now);
                 }
                 // Closed meanwhile: drop the socket (its writer shuts it down).
                 _ => {}
             },
             Msg::Input(conn, bytes) => {
                 if tracing::enabled!(tracing::Level::TRACE) {
-                    tracing::trace!(conn = conn.0, wire = %ops::wire_for_log(&bytes), "faktory recv");
+                    tracing::trace!(conn = conn.0, wire = %api::wire_for_log(&bytes), "faktory recv");
                 }
                 if conns.contains_key(&conn) {
                     self.engine.handle_input(conn, &bytes, now);
@@ -440,7 +532,8 @@ impl Worker {
             }
             Msg::IoError(conn, e) => {
                 if conns.contains_key(&conn) {
-                    self.engine.handle_io_error(conn, &e, now);
+                    self.engine
+                        .handle_transport_error(conn, &e.to_string(), now);
                 }
             }
             Msg::JobDone(token, outcome) => {
@@ -474,8 +567,8 @@ fn open_connection(
             let deadline = Instant::now() + target.connect_timeout;
             let opened = match target.open(deadline) {
                 Ok(s) => s,
-                Err(e) => {
-                    let _ = tx.send(Msg::Connected(conn, Err(e.into_io())));
+                Err(failure) => {
+                    let _ = tx.send(Msg::Connected(conn, Err(failure)));
                     return;
                 }
             };
@@ -485,8 +578,9 @@ fn open_connection(
             let (reader, writer) = match opened.split() {
                 Ok(halves) => halves,
                 Err(_) => {
-                    let e = io::Error::other("could not split the socket");
-                    let _ = tx.send(Msg::Connected(conn, Err(e)));
+                    let failure =
+                        ConnectFailure::transient(ConnectPhase::Tcp, "could not split the socket");
+                    let _ = tx.send(Msg::Connected(conn, Err(failure)));
                     return;
                 }
             };
@@ -588,7 +682,7 @@ fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>) {
         let outcome = span.in_scope(|| {
             let outcome = match handler {
                 Some(h) => run_to_outcome(&*h, job, ctx),
-                None => ops::unknown_jobtype_outcome(&job.jobtype),
+                None => api::unknown_jobtype_outcome(&job.jobtype),
             };
             match &outcome {
                 Outcome::Ok => tracing::debug!("job succeeded"),

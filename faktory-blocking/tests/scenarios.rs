@@ -398,14 +398,17 @@ fn password_server() {
         .connect()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Connection(faktory_proto::client::ConnectionError::Auth(e)) if e.is_invalid_password()),
+        matches!(&err, Error::Connection { source: faktory_proto::client::ConnectionError::Auth(e), .. } if e.is_invalid_password()),
         "{err:?}"
     );
     let err = Client::connect_to(&format!("tcp://{addr}")).unwrap_err();
     assert!(
         matches!(
             err,
-            Error::Connection(faktory_proto::client::ConnectionError::PasswordRequired)
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::PasswordRequired,
+                ..
+            }
         ),
         "{err:?}"
     );
@@ -430,7 +433,16 @@ fn tls_server() {
     assert_eq!(kit.queue("tlsq").len(), 1);
     // Default verification (webpki roots) must refuse a self-signed certificate.
     let err = Client::connect_to(&url).unwrap_err();
-    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::Connect(f),
+                ..
+            } if f.phase == faktory_proto::client::ConnectPhase::Tls && f.permanent
+        ),
+        "{err:?}"
+    );
 
     // A worker over TLS: its reader threads and the engine's writes share each TLS session.
     let stop = ShutdownHandle::new();
@@ -458,7 +470,7 @@ fn garbage_server_gives_a_typed_error_not_a_hang() {
         Client::connect_to(&format!("tcp://{addr}"))
     })
     .unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 
     let kit = Kit::start_with(TestServer::builder());
     let c = Client::connect_to(&kit.url()).unwrap();
@@ -1013,11 +1025,11 @@ fn client_over_a_user_stream_pipelines_and_cannot_reconnect() {
     let c2 = c.clone();
     let err = within(Duration::from_secs(10), move || c2.info()).unwrap_err();
     assert!(
-        matches!(err, Error::OutcomeUnknown { .. } | Error::Connection(_)),
+        matches!(err, Error::OutcomeUnknown { .. } | Error::Connection { .. }),
         "{err:?}"
     );
     let err = within(Duration::from_secs(10), move || c.info()).unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 }
 
 #[test]
@@ -1039,10 +1051,41 @@ fn client_over_a_user_tcp_stream_is_full_duplex() {
         .push(Job::builder("T").queue(&queue).build().unwrap())
         .unwrap_err();
     assert!(
-        matches!(err, Error::Connection(_) | Error::OutcomeUnknown { .. }),
+        matches!(err, Error::Connection { .. } | Error::OutcomeUnknown { .. }),
         "{err:?}"
     );
     assert_eq!(kit.queue(&queue).len(), 1);
+}
+
+#[test]
+fn a_refused_connect_fails_fast_and_names_its_phase() {
+    // A port nobody listens on (bound, then closed).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = std::time::Instant::now();
+    let err = within(Duration::from_secs(5), move || {
+        Client::connect_to(&format!("tcp://127.0.0.1:{port}"))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Connection {
+                server,
+                source: faktory_proto::client::ConnectionError::Connect(f),
+            } if f.phase == faktory_proto::client::ConnectPhase::Tcp
+                && !f.permanent
+                && *server == format!("127.0.0.1:{port}")
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an eager connect fails fast, without retrying"
+    );
 }
 
 #[test]

@@ -94,7 +94,8 @@ impl Backoff {
         let jitter = self.config.jitter.clamp(0.0, 1.0);
         let delay = capped * (1.0 - jitter * self.rng.next_f64());
         self.attempt = self.attempt.saturating_add(1);
-        Duration::from_secs_f64(delay)
+        // `Duration::MAX` as seconds rounds up to 2^64, which `from_secs_f64` refuses (a panic).
+        Duration::try_from_secs_f64(delay).unwrap_or(self.config.max)
     }
 
     /// How many delays were handed out since the last reset.
@@ -135,6 +136,20 @@ mod tests {
         assert!(delays[9] > delays[0] * 4);
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_largest_durations_do_not_panic() {
+        let cfg = BackoffConfig {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            multiplier: f64::MAX,
+            jitter: 0.0,
+        };
+        let mut b = Backoff::new(cfg, 1);
+        for _ in 0..3 {
+            assert_eq!(b.next_delay(), Duration::MAX);
+        }
     }
 
     #[test]

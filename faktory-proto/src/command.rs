@@ -507,8 +507,10 @@ pub(crate) mod parse;
 #[cfg(feature = "server")]
 pub use parse::{CommandError, job_args_missing, parse_job_lenient};
 
-// Encoding and parsing are tested together (each encoded line must parse back).
-#[cfg(all(test, feature = "server"))]
+// Encoding and parsing are tested together (each encoded line must parse back). Two attributes,
+// not `cfg(all(test, …))`: clippy's `allow-unwrap-in-tests` only recognises a plain `cfg(test)`.
+#[cfg(test)]
+#[cfg(feature = "server")]
 mod tests {
     use super::parse::{gojson, job_from_go};
     use super::*;
