@@ -261,3 +261,122 @@ impl<R: Runtime> Driver<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use faktory_proto::client::{ConnectPhase, ConnectionError};
+    use futures_lite::future::block_on;
+
+    use crate::testrt::TestRt;
+    use crate::{Client, ClientBuilder, Error, Job};
+
+    /// A server without a password: +OK to HELLO and PUSH, a JSON document to INFO, closes on END;
+    /// reports every line and the EOF it saw.
+    fn server() -> (u16, std_mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((mut sock, _)) = listener.accept() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = sock.write_all(b"+HI {\"v\":2}\r\n");
+                    let mut lines = BufReader::new(sock.try_clone().unwrap());
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        let verb = line.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = tx.send(verb.clone());
+                        let reply: &[u8] = match verb.as_str() {
+                            "END" => break,
+                            "INFO" => b"$26\r\n{\"faktory\":{},\"server\":{}}\r\n",
+                            _ => b"+OK\r\n",
+                        };
+                        let _ = sock.write_all(reply);
+                        line.clear();
+                    }
+                    let _ = tx.send("EOF".to_owned());
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    fn next(seen: &std_mpsc::Receiver<String>) -> String {
+        seen.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn calls_pipeline_close_says_end_and_later_calls_fail() {
+        let (port, seen) = server();
+        block_on(async {
+            let c = Client::<TestRt>::connect_to(&format!("tcp://127.0.0.1:{port}"))
+                .await
+                .unwrap();
+            assert_eq!(next(&seen), "HELLO");
+            let (a, b) = futures_lite::future::zip(c.push(Job::new("A", vec![])), c.info()).await;
+            a.unwrap();
+            b.unwrap();
+            assert_eq!(next(&seen), "PUSH");
+            assert_eq!(next(&seen), "INFO");
+            c.close().await.unwrap();
+            assert_eq!(next(&seen), "END");
+            assert_eq!(next(&seen), "EOF");
+            assert!(matches!(c.info().await, Err(Error::Closed)));
+            assert!(matches!(c.close().await, Err(Error::Closed)));
+            assert!(format!("{c:?}").contains("closed: true"));
+        });
+    }
+
+    #[test]
+    fn dropping_the_last_handle_says_end() {
+        let (port, seen) = server();
+        block_on(async {
+            let c = ClientBuilder::with_runtime(TestRt::default())
+                .url(&format!("tcp://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let clone = c.clone();
+            drop(c);
+            clone.push(Job::new("A", vec![])).await.unwrap();
+            drop(clone);
+        });
+        assert_eq!(next(&seen), "HELLO");
+        assert_eq!(next(&seen), "PUSH");
+        assert_eq!(next(&seen), "END");
+        assert_eq!(next(&seen), "EOF");
+    }
+
+    #[test]
+    fn a_refused_connect_is_a_typed_error_and_beat_needs_a_wid() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = block_on(Client::<TestRt>::connect_to(&format!(
+            "tcp://127.0.0.1:{port}"
+        )))
+        .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Connection { source: ConnectionError::Connect(f), server }
+                    if f.phase == ConnectPhase::Tcp && server == &format!("127.0.0.1:{port}")
+            ),
+            "{err:?}"
+        );
+        let (port, _seen) = server();
+        block_on(async {
+            let c = Client::<TestRt>::connect_to(&format!("tcp://127.0.0.1:{port}"))
+                .await
+                .unwrap();
+            assert!(matches!(c.beat(None, None).await, Err(Error::Usage(_))));
+        });
+    }
+}
