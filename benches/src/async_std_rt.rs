@@ -65,7 +65,7 @@ fn configure_client(
     builder: faktory_async_std::ClientBuilder,
 ) -> faktory_async_std::ClientBuilder {
     match exec.spawner() {
-        Some(s) => builder.spawner(s),
+        Some(s) => builder.runtime(s),
         None => builder,
     }
 }
@@ -75,7 +75,7 @@ fn configure_worker(
     builder: faktory_async_std::WorkerBuilder,
 ) -> faktory_async_std::WorkerBuilder {
     match exec.spawner() {
-        Some(s) => builder.spawner(s),
+        Some(s) => builder.runtime(s),
         None => builder,
     }
 }

@@ -15,7 +15,7 @@ use futures_lite::future;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     smol::block_on(async {
         let worker = Worker::builder()
-            .spawner(Spawner::new(|task| smol::spawn(task).detach()))
+            .runtime(Spawner::new(|task| smol::spawn(task).detach()))
             .register("SendEmail", |job: Job| async move {
                 let (to, subject): (String, String) = job.args_as()?;
                 println!("sending {subject:?} to {to}");

@@ -1,15 +1,17 @@
 //! # faktory-async-std
 //!
-//! Faktory `Client` and `Worker` for **smol and async-std alike**: written against the futures-io
-//! traits (`futures-lite`, `async-io`, `async-net`), never against one executor's internals, so a
-//! smol user and an async-std user depend on the same crate. All protocol and worker decisions come
-//! from [`faktory_proto`]; this crate moves bytes, sleeps until deadlines (`async-io` timers) and runs
-//! handlers. The API is the one of `faktory-tokio`, with the same names and types.
+//! Faktory `Client` and `Worker` for **smol and async-std alike**: on the futures-io traits and
+//! `async-io`'s process-wide reactor (`async-net` sockets, `async-io` timers), never on one
+//! executor's internals, so a smol user and an async-std user depend on the same crate. The
+//! implementation is `faktory-async`'s, written once for every runtime; this crate picks the
+//! runtime ([`AsyncStd`]) and re-exports the API under the names every adapter shares (those of
+//! `faktory-tokio`). All protocol and worker decisions come from
+//! `faktory-proto` (re-exported as [`proto`]).
 //!
-//! Background tasks (a client's connection task, a worker's sockets and handlers) run on a
-//! [`Spawner`]. The default is `async-global-executor`'s thread pool, which works under
-//! `smol::block_on`, `async_std::task::block_on` or any other executor (see [`Spawner::global`]);
-//! give `ClientBuilder::spawner` / `WorkerBuilder::spawner` your own to keep them on your executor.
+//! Background tasks (a client's task, a worker's job handlers) run on a [`Spawner`]. The default
+//! is `async-global-executor`'s thread pool, which works under `smol::block_on`,
+//! `async_std::task::block_on` or any other executor (see [`Spawner::global`]); give
+//! `ClientBuilder::runtime` / `WorkerBuilder::runtime` your own to keep them on your executor.
 //!
 //! On smol:
 //!
@@ -20,14 +22,14 @@
 //!     smol::block_on(async {
 //!         // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
 //!         let client = Client::builder()
-//!             .spawner(Spawner::new(|task| smol::spawn(task).detach()))
+//!             .runtime(Spawner::new(|task| smol::spawn(task).detach()))
 //!             .connect()
 //!             .await?;
 //!         client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
 //!         client.close().await?;
 //!
 //!         let worker = Worker::builder()
-//!             .spawner(Spawner::new(|task| smol::spawn(task).detach()))
+//!             .runtime(Spawner::new(|task| smol::spawn(task).detach()))
 //!             .register("SendEmail", |job: Job| async move {
 //!                 let (to, n): (String, u32) = job.args_as()?;
 //!                 println!("mail {n} to {to}");
@@ -77,29 +79,28 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod client;
-mod driver;
-mod error;
-mod handler;
 mod rt;
-mod transport;
-mod worker;
 
-pub use client::{Client, ClientBuilder};
-pub use error::Error;
-pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
-pub use handler::{BoxError, JobContext};
-pub use rt::{BoxFuture, CancellationToken, Spawner};
-pub use transport::AsyncStream;
-#[cfg(feature = "tls")]
-pub use transport::TlsConfig;
-pub use worker::{Worker, WorkerBuilder};
+pub use rt::{AsyncStd, BoxFuture, Spawner};
 
-pub use faktory_proto as proto;
-pub use faktory_proto::command::{
-    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+/// A Faktory client on smol / async-std: see [`faktory_async::Client`].
+pub type Client = faktory_async::Client<AsyncStd>;
+/// Configures and connects a [`Client`]: see [`faktory_async::ClientBuilder`].
+pub type ClientBuilder = faktory_async::ClientBuilder<AsyncStd>;
+/// A Faktory worker on smol / async-std: see [`faktory_async::Worker`].
+pub type Worker = faktory_async::Worker<AsyncStd>;
+/// Configures a [`Worker`]: see [`faktory_async::WorkerBuilder`].
+pub type WorkerBuilder = faktory_async::WorkerBuilder<AsyncStd>;
+
+pub use faktory_async::{
+    AsyncStream, BoxError, CancellationToken, Error, JobContext, Lifecycle, Outcome, Queues,
+    StopReason, StopReport, WorkerConfig,
 };
-pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
 #[cfg(feature = "tls")]
-pub use rustls;
+pub use faktory_async::{TlsConfig, rustls};
+
+pub use faktory_async::proto;
+pub use faktory_async::{
+    BatchNew, BatchStatus, Fail, Info, Job, JobBuilder, MutateFilter, MutateOp, MutateTarget,
+    Mutation, QueueLatency, ServerError, Timestamp, TrackInfo, TrackSet, WorkerState,
+};

@@ -1,25 +1,26 @@
-//! Executor-neutral plumbing: the [`Spawner`] that runs background tasks, the
-//! [`CancellationToken`], and timeouts on `async-io` timers.
+//! The runtime: the [`Spawner`] that runs background tasks, and [`AsyncStd`], the
+//! `faktory_async::Runtime` on async-io's reactor and timers and the `blocking` thread pool.
 
 use std::fmt;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_io::Timer;
-use event_listener::Event;
-use futures_lite::future;
 
 /// A boxed, sendable future: what the crate hands to a [`Spawner`].
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// Runs the crate's background tasks: a [`Client`](crate::Client)'s connection task, a
-/// [`Worker`](crate::Worker)'s socket tasks and its job handlers.
+/// Runs the crate's background tasks: a [`Client`](crate::Client)'s task, a
+/// [`Worker`](crate::Worker)'s job handlers.
 ///
 /// The default, [`Spawner::global`], is the multi-threaded executor of `async-global-executor`
-/// (the one async-std itself spawns on). Give your own to keep everything on your executor:
+/// (the one async-std itself spawns on). Give your own to keep everything on your executor (a
+/// `Spawner` converts into the runtime [`AsyncStd`] that `ClientBuilder::runtime` and
+/// `WorkerBuilder::runtime` take):
 ///
 /// ```no_run
 /// use faktory_async_std::Spawner;
@@ -34,7 +35,7 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// ```
 ///
 /// The spawned tasks must run to completion (detach them, do not drop a handle that cancels): the
-/// crate cancels its own tasks when it needs to.
+/// crate stops its own tasks when it needs to.
 #[derive(Clone)]
 pub struct Spawner(Arc<dyn Fn(BoxFuture) + Send + Sync + 'static>);
 
@@ -73,148 +74,89 @@ impl fmt::Debug for Spawner {
     }
 }
 
-/// A signal that fires once and stays fired: [`JobContext::cancellation`](crate::JobContext), or a
-/// worker's shutdown signal (`token.clone().cancelled_owned()`).
-///
-/// Clones share the signal. Waiting is a plain future (built on `event-listener`), so it works on
-/// any executor.
-#[derive(Clone, Default)]
-pub struct CancellationToken {
-    inner: Arc<TokenInner>,
+/// The smol / async-std runtime for `faktory-async`: tasks on a [`Spawner`] (default:
+/// [`Spawner::global`]), blocking handlers and DNS lookups on the `blocking` crate's thread pool
+/// (the one behind `smol::unblock` and `async_std::task::spawn_blocking`), `async-io` timers and
+/// `async-net` TCP.
+#[derive(Clone, Debug, Default)]
+pub struct AsyncStd {
+    spawner: Spawner,
 }
 
-#[derive(Default)]
-struct TokenInner {
-    cancelled: AtomicBool,
-    event: Event,
-}
-
-impl CancellationToken {
-    /// A token that has not fired.
-    pub fn new() -> Self {
-        Self::default()
+impl AsyncStd {
+    /// The runtime with tasks on `spawner`.
+    pub fn new(spawner: Spawner) -> Self {
+        AsyncStd { spawner }
     }
 
-    /// Fires the token: every waiter wakes, and every later wait returns at once.
-    pub fn cancel(&self) {
-        if !self.inner.cancelled.swap(true, Ordering::AcqRel) {
-            self.inner.event.notify(usize::MAX);
+    /// Where its tasks run.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+}
+
+impl From<Spawner> for AsyncStd {
+    fn from(spawner: Spawner) -> Self {
+        AsyncStd::new(spawner)
+    }
+}
+
+impl faktory_async::Runtime for AsyncStd {
+    type Tcp = async_net::TcpStream;
+    type Sleep = Timer;
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.spawner.spawn(task);
+    }
+
+    fn spawn_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
+        let task = blocking::unblock(f);
+        async move { Some(task.await) }
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Timer {
+        Timer::at(deadline)
+    }
+
+    fn reset_sleep(&self, mut sleep: Pin<&mut Timer>, deadline: Instant) {
+        sleep.set_at(deadline);
+    }
+
+    #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
+    fn connect_tcp(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<async_net::TcpStream>> + Send + 'static {
+        async move {
+            let stream = async_net::TcpStream::connect(addr).await?;
+            faktory_async::configure_tcp(&stream)?;
+            Ok(stream)
         }
     }
-
-    /// Whether the token fired.
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.cancelled.load(Ordering::Acquire)
-    }
-
-    /// Completes once the token fired.
-    pub async fn cancelled(&self) {
-        wait(&self.inner).await;
-    }
-
-    /// Completes once the token fired; owns a clone of the token (for `'static` uses such as
-    /// [`WorkerBuilder::shutdown_signal`](crate::WorkerBuilder::shutdown_signal)).
-    pub async fn cancelled_owned(self) {
-        wait(&self.inner).await;
-    }
-}
-
-async fn wait(inner: &TokenInner) {
-    loop {
-        if inner.cancelled.load(Ordering::Acquire) {
-            return;
-        }
-        let listener = inner.event.listen();
-        if inner.cancelled.load(Ordering::Acquire) {
-            return;
-        }
-        listener.await;
-    }
-}
-
-impl fmt::Debug for CancellationToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancellationToken")
-            .field("is_cancelled", &self.is_cancelled())
-            .finish()
-    }
-}
-
-/// The time limit passed.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
-
-/// `now + d`, or `None` (no limit) when that does not fit in an `Instant`.
-pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
-}
-
-/// Sleeps until `deadline` (forever when `None`).
-pub(crate) async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => {
-            Timer::at(at).await;
-        }
-        None => future::pending::<()>().await,
-    }
-}
-
-/// Runs `fut` until `deadline` (no limit when `None`).
-pub(crate) async fn timeout_at<F: Future>(
-    deadline: Option<Instant>,
-    fut: F,
-) -> Result<F::Output, Elapsed> {
-    future::or(async { Ok(fut.await) }, async {
-        sleep_until(deadline).await;
-        Err(Elapsed)
-    })
-    .await
-}
-
-/// Runs `fut` for at most `d`.
-pub(crate) async fn timeout<F: Future>(d: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    timeout_at(deadline_after(d), fut).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faktory_async::Runtime;
 
     #[test]
-    fn token_wakes_every_waiter_and_stays_fired() {
-        let token = CancellationToken::new();
-        assert!(!token.is_cancelled());
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let t = token.clone();
-                std::thread::spawn(move || future::block_on(t.cancelled_owned()))
-            })
-            .collect();
-        token.cancel();
-        for w in waiters {
-            w.join().unwrap();
-        }
-        assert!(token.is_cancelled());
-        // Later waits return at once; cancelling again is harmless.
-        token.cancel();
-        future::block_on(token.cancelled());
-    }
-
-    #[test]
-    fn timeout_expires_only_when_the_future_is_late() {
-        let fast = future::block_on(timeout(Duration::from_secs(60), async { 7 }));
-        assert!(matches!(fast, Ok(7)));
-        let slow = future::block_on(timeout(Duration::from_millis(1), future::pending::<()>()));
-        assert!(slow.is_err());
-        assert!(deadline_after(Duration::MAX).is_none(), "no overflow panic");
-    }
-
-    #[test]
-    fn spawner_runs_tasks() {
-        let (tx, rx) = async_channel::bounded(1);
-        Spawner::global().spawn(async move {
-            let _ = tx.send(42).await;
+    fn spawner_and_runtime_run_tasks() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = AsyncStd::from(Spawner::global());
+        rt.spawn(async move {
+            let _ = tx.send(42);
         });
-        assert_eq!(future::block_on(rx.recv()).unwrap(), 42);
+        assert_eq!(rx.recv().unwrap(), 42);
+        let out = async_io::block_on(rt.spawn_blocking(|| 7));
+        assert_eq!(out, Some(7));
+        let start = Instant::now();
+        let mut timer = rt.sleep_until(start + std::time::Duration::from_secs(3600));
+        rt.reset_sleep(Pin::new(&mut timer), start);
+        async_io::block_on(timer);
+        assert!(format!("{rt:?}").contains("Spawner"));
     }
 }

@@ -35,7 +35,7 @@ async fn client<R: Rt>(server: &Server) -> Client {
     Client::builder()
         .url(&server.url())
         .unwrap()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .connect()
         .await
         .expect("client connects")
@@ -45,7 +45,7 @@ async fn client_at<R: Rt>(url: &str) -> Client {
     Client::builder()
         .url(url)
         .unwrap()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .connect()
         .await
         .expect("client connects")
@@ -55,7 +55,7 @@ async fn consumer<R: Rt>(server: &Server, wid: &str) -> Client {
     Client::builder()
         .url(&server.url())
         .unwrap()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .wid(wid)
         .connect()
         .await
@@ -67,7 +67,7 @@ fn worker_builder<R: Rt>(url: &str, queue: &str) -> faktory_async_std::WorkerBui
     Worker::builder()
         .url(url)
         .unwrap()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .queues([queue.to_owned()])
         .heartbeat_interval(Duration::from_millis(200))
         .grace_period(Duration::from_secs(5))
@@ -373,7 +373,7 @@ async fn password_server<R: Rt>() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Connection(faktory_proto::client::ConnectionError::Auth(e)) if e.is_invalid_password()),
+        matches!(&err, Error::Connection { source: faktory_proto::client::ConnectionError::Auth(e), .. } if e.is_invalid_password()),
         "{err:?}"
     );
     let err = Client::connect_to(&format!("tcp://{addr}"))
@@ -382,7 +382,10 @@ async fn password_server<R: Rt>() {
     assert!(
         matches!(
             err,
-            Error::Connection(faktory_proto::client::ConnectionError::PasswordRequired)
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::PasswordRequired,
+                ..
+            }
         ),
         "{err:?}"
     );
@@ -398,7 +401,7 @@ async fn tls_server<R: Rt>() {
         .url(&url)
         .unwrap()
         .tls(faktory_async_std::TlsConfig::RootStore(roots))
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .connect()
         .await
         .expect("TLS with the self-signed root");
@@ -408,7 +411,16 @@ async fn tls_server<R: Rt>() {
     assert_eq!(kit.queue("tlsq").len(), 1);
     // Default verification (webpki roots) must refuse a self-signed certificate.
     let err = Client::connect_to(&url).await.unwrap_err();
-    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::Connect(f),
+                ..
+            } if f.phase == faktory_proto::client::ConnectPhase::Tls && f.permanent
+        ),
+        "{err:?}"
+    );
 }
 
 async fn garbage_server_gives_a_typed_error_not_a_hang<R: Rt>() {
@@ -419,7 +431,7 @@ async fn garbage_server_gives_a_typed_error_not_a_hang<R: Rt>() {
     )
     .await;
     let err = r.expect("no hang").unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 
     let kit = Kit::start(TestServer::builder()).await;
     let c = client_at::<R>(&kit.url()).await;
@@ -448,13 +460,13 @@ async fn connect_with_stream_close_and_drop<R: Rt>() {
         .await
         .unwrap();
     let a = Client::builder()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .connect_with_stream(on_async_std)
         .await
         .unwrap();
     let on_smol = smol::net::TcpStream::connect(kit.addr()).await.unwrap();
     let b = Client::builder()
-        .spawner(R::spawner())
+        .runtime(R::spawner())
         .connect_with_stream(on_smol)
         .await
         .unwrap();

@@ -1,42 +1,123 @@
 //! # faktory-tokio
 //!
-//! Faktory `Client` and `Worker` on tokio sockets, with TLS (rustls). All protocol and worker
-//! decisions come from [`faktory_proto`]; this crate moves bytes, sleeps until deadlines and runs
-//! handlers.
+//! The Faktory [`Client`] and [`Worker`] on tokio, with TLS (rustls). The implementation is
+//! `faktory-async`'s, written once for every runtime; this crate picks tokio ([`Tokio`]: tasks on
+//! `tokio::spawn`, blocking handlers on `spawn_blocking`, tokio's timers and TCP) and re-exports
+//! the API under the names every adapter shares. All protocol and worker decisions come from
+//! `faktory-proto` (re-exported as [`proto`]).
+//!
+//! Use it inside a tokio runtime (`#[tokio::main]`, `Runtime::block_on`, …): the client's and the
+//! worker's tasks are spawned on the current one.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), faktory_tokio::Error> {
-//! use faktory_tokio::{Client, Job};
+//! use faktory_tokio::{BoxError, Client, Job, Worker};
 //!
-//! // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
-//! let client = Client::connect().await?;
-//! client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
-//! # Ok(()) }
+//! #[tokio::main]
+//! async fn main() -> Result<(), faktory_tokio::Error> {
+//!     // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
+//!     let client = Client::connect().await?;
+//!     client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
+//!
+//!     let worker = Worker::builder()
+//!         .register("SendEmail", |job: Job| async move {
+//!             let (to, n): (String, u32) = job.args_as()?;
+//!             println!("mail {n} to {to}");
+//!             Ok::<(), BoxError>(())
+//!         })
+//!         .shutdown_signal(async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         })
+//!         .build()?;
+//!     let report = worker.run().await;
+//!     println!("stopped: {:?}", report.reason);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A client over a stream you opened yourself takes the futures-io traits; wrap a tokio stream
+//! with [`TokioAsyncReadCompatExt::compat`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use faktory_tokio::{Client, TokioAsyncReadCompatExt};
+//!
+//! let tcp = tokio::net::TcpStream::connect("localhost:7419").await?;
+//! let client = Client::builder().connect_with_stream(tcp.compat()).await?;
+//! # let _ = client; Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 
-mod client;
-mod driver;
-mod error;
-mod handler;
-mod transport;
-mod worker;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Instant;
 
-pub use client::{Client, ClientBuilder};
-pub use error::Error;
-pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
-pub use handler::{BoxError, JobContext};
-pub use tokio_util::sync::CancellationToken;
-pub use transport::AsyncStream;
-#[cfg(feature = "tls")]
-pub use transport::TlsConfig;
-pub use worker::{Worker, WorkerBuilder};
+use tokio::net::TcpStream;
 
-pub use faktory_proto as proto;
-pub use faktory_proto::command::{
-    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+/// The tokio runtime for `faktory-async`: tasks on `tokio::spawn` (the current runtime),
+/// blocking handlers and DNS lookups on `tokio::task::spawn_blocking`, tokio's timers and TCP
+/// (through `tokio_util::compat`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tokio;
+
+impl faktory_async::Runtime for Tokio {
+    type Tcp = Compat<TcpStream>;
+    type Sleep = tokio::time::Sleep;
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(task);
+    }
+
+    fn spawn_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
+        let task = tokio::task::spawn_blocking(f);
+        async move { task.await.ok() }
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> tokio::time::Sleep {
+        tokio::time::sleep_until(deadline.into())
+    }
+
+    fn reset_sleep(&self, sleep: Pin<&mut tokio::time::Sleep>, deadline: Instant) {
+        sleep.reset(deadline.into());
+    }
+
+    #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
+    fn connect_tcp(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Compat<TcpStream>>> + Send + 'static {
+        async move {
+            let stream = TcpStream::connect(addr).await?;
+            faktory_async::configure_tcp(&stream)?;
+            Ok(stream.compat())
+        }
+    }
+}
+
+/// A Faktory client on tokio: see [`faktory_async::Client`].
+pub type Client = faktory_async::Client<Tokio>;
+/// Configures and connects a [`Client`]: see [`faktory_async::ClientBuilder`].
+pub type ClientBuilder = faktory_async::ClientBuilder<Tokio>;
+/// A Faktory worker on tokio: see [`faktory_async::Worker`].
+pub type Worker = faktory_async::Worker<Tokio>;
+/// Configures a [`Worker`]: see [`faktory_async::WorkerBuilder`].
+pub type WorkerBuilder = faktory_async::WorkerBuilder<Tokio>;
+
+pub use faktory_async::{
+    AsyncStream, BoxError, CancellationToken, Error, JobContext, Lifecycle, Outcome, Queues,
+    StopReason, StopReport, WorkerConfig,
 };
-pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
 #[cfg(feature = "tls")]
-pub use rustls;
+pub use faktory_async::{TlsConfig, rustls};
+/// Turns a tokio stream into the futures-io stream [`ClientBuilder::connect_with_stream`] takes.
+pub use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+pub use faktory_async::proto;
+pub use faktory_async::{
+    BatchNew, BatchStatus, Fail, Info, Job, JobBuilder, MutateFilter, MutateOp, MutateTarget,
+    Mutation, QueueLatency, ServerError, Timestamp, TrackInfo, TrackSet, WorkerState,
+};

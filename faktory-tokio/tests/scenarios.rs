@@ -366,7 +366,7 @@ async fn password_server() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Connection(faktory_proto::client::ConnectionError::Auth(e)) if e.is_invalid_password()),
+        matches!(&err, Error::Connection { source: faktory_proto::client::ConnectionError::Auth(e), .. } if e.is_invalid_password()),
         "{err:?}"
     );
     let err = Client::connect_to(&format!("tcp://{addr}"))
@@ -375,7 +375,10 @@ async fn password_server() {
     assert!(
         matches!(
             err,
-            Error::Connection(faktory_proto::client::ConnectionError::PasswordRequired)
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::PasswordRequired,
+                ..
+            }
         ),
         "{err:?}"
     );
@@ -401,7 +404,16 @@ async fn tls_server() {
     assert_eq!(kit.queue("tlsq").len(), 1);
     // Default verification (webpki roots) must refuse a self-signed certificate.
     let err = Client::connect_to(&url).await.unwrap_err();
-    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Connection {
+                source: faktory_proto::client::ConnectionError::Connect(f),
+                ..
+            } if f.phase == faktory_proto::client::ConnectPhase::Tls && f.permanent
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -413,7 +425,7 @@ async fn garbage_server_gives_a_typed_error_not_a_hang() {
     )
     .await;
     let err = r.expect("no hang").unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 
     let kit = TestServer::start().await.unwrap();
     let c = Client::connect_to(&kit.url()).await.unwrap();

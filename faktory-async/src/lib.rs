@@ -1,0 +1,87 @@
+//! # faktory-async
+//!
+//! The Faktory [`Client`] and [`Worker`] for any async runtime, written once: generic over a small
+//! [`Runtime`] trait (spawn a task, run blocking code, sleep until an instant, open a TCP
+//! connection) and the futures-io stream traits, with TLS on rustls. Pick a runtime with a thin
+//! crate: `faktory-tokio` (`faktory_tokio::Client` is `Client<faktory_tokio::Tokio>`) or
+//! `faktory-async-std` (smol and async-std), or implement [`Runtime`] yourself.
+//!
+//! All protocol and worker decisions come from [`faktory_proto`]'s machines: the client session
+//! (reconnect with backoff, per-call deadlines, calls in flight at a drop, END) and the worker
+//! engine (connections, FETCH scheduling, heartbeat, quiet and terminate, shutdown, re-sending
+//! unconfirmed ACK/FAIL). This crate moves bytes between sockets and those machines, sleeps until
+//! their deadlines and runs handlers.
+//!
+//! A producer and a worker, for any runtime:
+//!
+//! ```no_run
+//! use faktory_async::{BoxError, CancellationToken, Client, Error, Job, Runtime, Worker};
+//!
+//! async fn produce_and_work<R: Runtime + Default>() -> Result<(), Error> {
+//!     // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
+//!     let client = Client::<R>::connect().await?;
+//!     client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
+//!     client.close().await?;
+//!
+//!     let stop = CancellationToken::new(); // stop.cancel() shuts the worker down gracefully
+//!     let worker = Worker::<R>::builder()
+//!         .register("SendEmail", |job: Job| async move {
+//!             let (to, n): (String, u32) = job.args_as()?;
+//!             println!("mail {n} to {to}");
+//!             Ok::<(), BoxError>(())
+//!         })
+//!         .concurrency(20)
+//!         .shutdown_signal(stop.cancelled_owned())
+//!         .build()?;
+//!     let report = worker.run().await;
+//!     println!("stopped: {:?} (clean: {})", report.reason, report.is_clean());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## How it runs
+//!
+//! - A [`Client`] is one task on the runtime, driving a
+//!   [`Session`](faktory_proto::session::Session): calls arrive on a channel, every call waiting is
+//!   handed to the session before the next write (concurrent calls are pipelined in one write),
+//!   replies are read into one reused buffer and given to the session as a slice.
+//! - A [`Worker`] is one task too (the future [`Worker::run`] returns): it owns the engine and
+//!   every connection's socket and polls them itself, one write per socket per turn; each job runs
+//!   as its own task, blocking handlers on [`Runtime::spawn_blocking`].
+//! - Sockets get `TCP_NODELAY` and keepalive ([`configure_tcp`]); host names are resolved on a
+//!   blocking thread; each attempt (resolve, TCP, TLS, handshake) is bounded by the connect
+//!   timeout.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod client;
+mod handler;
+mod runtime;
+mod socket;
+#[cfg(test)]
+mod testrt;
+mod token;
+mod transport;
+mod worker;
+
+pub use client::{Client, ClientBuilder};
+pub use handler::{BoxError, JobContext};
+pub use runtime::{Runtime, configure_tcp};
+pub use token::CancellationToken;
+pub use transport::AsyncStream;
+#[cfg(feature = "tls")]
+pub use transport::TlsConfig;
+pub use worker::{Worker, WorkerBuilder};
+
+/// Everything that can go wrong talking to Faktory (shared with `faktory-blocking`).
+pub use faktory_proto::api::Error;
+pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+
+pub use faktory_proto as proto;
+pub use faktory_proto::command::{
+    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+};
+pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
+#[cfg(feature = "tls")]
+pub use rustls;

@@ -1,0 +1,389 @@
+//! The worker's driver: ONE task that owns the engine, every connection's socket (the future
+//! opening it, the bytes queued for it, its reads), the timer, the channel of finished jobs and the
+//! shutdown signal, and polls them itself.
+//!
+//! Each poll runs turns of:
+//! 1. **inputs**: the shutdown signal, every finished job, each socket being opened, one read per
+//!    open socket (handed to the engine as a slice of the one reused read buffer), the deadline;
+//! 2. **outputs**: the engine's transmits (at most one buffer per connection per drain: an ACK and
+//!    the FETCH refilling its slot come together), then its events (open or close a connection,
+//!    run or cancel a job, stop);
+//! 3. **one write per socket**, then the sockets being closed (their END flushed, bounded in time);
+//!
+//! until a turn brings no input: then the timer is armed for the engine's deadline and the task
+//! waits for whatever wakes it first. After [`TURNS_PER_POLL`] busy turns it yields to the runtime.
+//! There is no reader or writer task per connection and no channel hop per read: under load a
+//! turn reads every reply that arrived and answers each connection with one write.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use faktory_proto::api;
+use faktory_proto::job::Job;
+use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
+use futures_channel::mpsc;
+use futures_core::Stream;
+use tracing::Instrument;
+
+use super::{ShutdownSignal, Worker};
+use crate::handler::{Handler, JobContext, run_to_outcome};
+use crate::runtime::{self, Runtime, Timer};
+use crate::socket::{Closing, Input, Socket, poll_closing};
+use crate::token::{Abortable, CancellationToken};
+use crate::transport::Dialer;
+
+/// Busy turns per poll before the task yields to the runtime.
+const TURNS_PER_POLL: usize = 32;
+/// The read buffer shared by every connection (a read is handed to the engine before the next).
+const READ_BUFFER: usize = 64 * 1024;
+/// How long a socket the engine closed may take to flush its last bytes (END).
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the resident memory sent with BEAT is read.
+const RSS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the worker to its end.
+pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
+    let Worker {
+        engine,
+        handlers,
+        dialer,
+        shutdown,
+        runtime,
+    } = worker;
+    let (done_tx, done_rx) = mpsc::unbounded();
+    tracing::info!(wid = %engine.wid(), server = %dialer.authority(), "faktory worker starting");
+    let mut driver = Driver {
+        rt: runtime,
+        engine,
+        handlers,
+        dialer,
+        conns: Vec::new(),
+        closing: Vec::new(),
+        done_tx,
+        done_rx,
+        running: HashMap::new(),
+        stop_jobs: CancellationToken::new(),
+        shutdown,
+        timer: Timer::new(),
+        rbuf: vec![0; READ_BUFFER].into_boxed_slice(),
+        next_rss: Instant::now(),
+        report: None,
+    };
+    let report = poll_fn(|cx| driver.poll(cx)).await;
+    tracing::info!(reason = ?report.reason, clean = report.is_clean(), "faktory worker stopped");
+    report
+}
+
+/// A connection of the engine and its socket.
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    pub(crate) socket: Socket,
+}
+
+/// A job's outcome, sent by its task.
+type Done = (JobToken, Outcome);
+
+struct Driver<R: Runtime> {
+    rt: R,
+    engine: engine::Worker,
+    handlers: HashMap<String, Arc<dyn Handler<R>>>,
+    dialer: Arc<Dialer<R>>,
+    /// Open or opening connections (a handful: a linear scan beats hashing).
+    conns: Vec<Conn>,
+    closing: Vec<Closing>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Running jobs' cancellation tokens ([`JobContext::cancellation`]).
+    running: HashMap<JobToken, CancellationToken>,
+    /// Fired when the worker stops: drops every job task still running.
+    stop_jobs: CancellationToken,
+    shutdown: Option<ShutdownSignal>,
+    timer: Timer<R>,
+    rbuf: Box<[u8]>,
+    next_rss: Instant,
+    /// Set by [`Event::Stopped`]: returned once the closing sockets are done.
+    report: Option<StopReport>,
+}
+
+impl<R: Runtime> Driver<R> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StopReport> {
+        for _ in 0..TURNS_PER_POLL {
+            let now = Instant::now();
+            let mut progress = false;
+            if self.report.is_none() {
+                progress |= self.inputs(cx, now);
+                progress |= self.outputs(now);
+                progress |= self.writes(cx, now);
+            }
+            poll_closing(&mut self.closing, now, cx);
+            if self.report.is_some() && self.closing.is_empty() {
+                if let Some(report) = self.report.take() {
+                    return Poll::Ready(report);
+                }
+            }
+            if progress {
+                continue;
+            }
+            let mut deadline = self.engine.poll_timeout();
+            for c in &self.closing {
+                deadline = runtime::earliest(deadline, Some(c.deadline()));
+            }
+            match deadline {
+                Some(at) if self.timer.poll_at(&self.rt, at, cx).is_ready() => continue,
+                _ => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Everything that happened since the last turn, handed to the engine.
+    fn inputs(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        if let Some(signal) = &mut self.shutdown {
+            if signal.as_mut().poll(cx).is_ready() {
+                self.shutdown = None;
+                tracing::info!("faktory worker shutting down");
+                self.engine.shutdown(now);
+                progress = true;
+            }
+        }
+        while let Poll::Ready(Some((token, outcome))) = Pin::new(&mut self.done_rx).poll_next(cx) {
+            self.running.remove(&token);
+            self.engine.handle_job_finished(token, outcome, now);
+            progress = true;
+        }
+        for conn in &mut self.conns {
+            let id = conn.id;
+            match conn.socket.poll_input(cx, &mut self.rbuf) {
+                Input::Pending => continue,
+                Input::Connected => {
+                    tracing::debug!(conn = id.0, "faktory socket open");
+                    self.engine.handle_connected(id, now);
+                }
+                Input::ConnectFailed(failure) => {
+                    self.engine.handle_connect_failed(id, &failure, now);
+                }
+                Input::Data(data) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        tracing::trace!(conn = id.0, wire = %api::wire_for_log(data), "faktory recv");
+                    }
+                    self.engine.handle_input(id, data, now);
+                }
+                Input::Eof => self.engine.handle_eof(id, now),
+                Input::Error(reason) => self.engine.handle_transport_error(id, &reason, now),
+            }
+            progress = true;
+        }
+        if now >= self.next_rss {
+            if let Some(kb) = read_rss_kb() {
+                self.engine.set_rss_kb(kb);
+            }
+            self.next_rss = runtime::after(now, RSS_EVERY);
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+            progress = true;
+        }
+        progress
+    }
+
+    /// The engine's transmits (queued on their sockets), then its events. `true` when a socket
+    /// is to be opened (its opening future has not been polled yet).
+    fn outputs(&mut self, now: Instant) -> bool {
+        while let Some((id, bytes)) = self.engine.poll_transmit() {
+            if tracing::enabled!(tracing::Level::TRACE) {
+                tracing::trace!(conn = id.0, wire = %api::wire_for_log(&bytes), "faktory send");
+            }
+            if let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) {
+                conn.socket.queue(bytes);
+            }
+        }
+        let mut opened = false;
+        while let Some(event) = self.engine.poll_event() {
+            opened |= matches!(event, Event::OpenConnection(_));
+            self.handle_event(event, now);
+        }
+        opened
+    }
+
+    /// One write per socket; a failed write is reported to the engine.
+    fn writes(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        for conn in &mut self.conns {
+            if let Err(reason) = conn.socket.poll_write(cx) {
+                self.engine.handle_transport_error(conn.id, &reason, now);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    fn handle_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::OpenConnection(id) => {
+                tracing::debug!(conn = id.0, "faktory connecting");
+                self.conns.push(Conn {
+                    id,
+                    socket: Socket::opening(self.dialer.dial()),
+                });
+            }
+            Event::CloseConnection(id) => {
+                if let Some(pos) = self.conns.iter().position(|c| c.id == id) {
+                    let conn = self.conns.swap_remove(pos);
+                    let deadline = runtime::after(now, CLOSE_FLUSH_TIMEOUT);
+                    self.closing.extend(conn.socket.close(deadline));
+                }
+            }
+            Event::RunJob { token, job } => self.spawn_job(token, *job),
+            Event::CancelJob(token) => {
+                if let Some(cancel) = self.running.remove(&token) {
+                    cancel.cancel();
+                }
+            }
+            Event::JobConfirmed {
+                jid, confirmation, ..
+            } => {
+                tracing::debug!(jid = %jid, ?confirmation, "faktory job outcome confirmed");
+            }
+            Event::JobSkipped { jid, reason, .. } => {
+                tracing::warn!(jid = ?jid, ?reason, "faktory job skipped");
+            }
+            Event::ConnectionFailed { conn, error } => {
+                tracing::warn!(conn = conn.0, %error, "faktory connection failed");
+            }
+            Event::CommandFailed {
+                conn,
+                command,
+                error,
+            } => {
+                tracing::warn!(conn = conn.0, command, %error, "faktory command failed");
+            }
+            Event::StateChanged(state) => {
+                tracing::info!(?state, "faktory worker lifecycle");
+            }
+            Event::Stopped(report) => {
+                // Every connection got its CloseConnection already; what runs still is abandoned.
+                for conn in self.conns.drain(..) {
+                    let deadline = runtime::after(now, CLOSE_FLUSH_TIMEOUT);
+                    self.closing.extend(conn.socket.close(deadline));
+                }
+                for (_, cancel) in self.running.drain() {
+                    cancel.cancel();
+                }
+                self.stop_jobs.cancel();
+                self.report = Some(report);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs a job as its own task; its outcome comes back on the channel.
+    fn spawn_job(&mut self, token: JobToken, job: Job) {
+        let cancel = CancellationToken::new();
+        let ctx = JobContext::new(&job, cancel.clone());
+        self.running.insert(token, cancel);
+        let handler = self.handlers.get(&job.jobtype).cloned();
+        let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
+        let done = self.done_tx.clone();
+        let rt = self.rt.clone();
+        let task = async move {
+            let outcome = run_to_outcome(handler, &rt, job, ctx).await;
+            match &outcome {
+                Outcome::Ok => tracing::debug!("job succeeded"),
+                other => tracing::warn!(outcome = ?other, "job failed"),
+            }
+            let _ = done.unbounded_send((token, outcome));
+        }
+        .instrument(span);
+        self.rt.spawn(Abortable::new(task, self.stop_jobs.clone()));
+    }
+}
+
+/// Resident memory in KiB (Linux: `/proc/self/status`).
+fn read_rss_kb() -> Option<u64> {
+    if cfg!(target_os = "linux") {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| api::rss_kb_from_proc_status(&s))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc as std_mpsc;
+    use std::time::{Duration, Instant};
+
+    use faktory_proto::client::ConnectionError;
+    use faktory_proto::worker::StopReason;
+
+    use crate::testrt::TestRt;
+    use crate::{BoxError, Job, WorkerBuilder};
+
+    /// A server that refuses every HELLO; reports each line it got and each EOF it saw.
+    fn refusing_server() -> (u16, std_mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((mut sock, _)) = listener.accept() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = sock.write_all(b"+HI {\"v\":2,\"s\":\"salt\",\"i\":1}\r\n");
+                    let mut lines = BufReader::new(sock.try_clone().unwrap());
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        let _ = tx.send(line.trim_end().to_owned());
+                        if line.starts_with("HELLO") {
+                            let _ = sock.write_all(b"-ERR Invalid password\r\n");
+                        }
+                        line.clear();
+                    }
+                    let _ = tx.send("EOF".to_owned());
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn a_refused_password_stops_the_worker_at_once_and_closes_its_socket() {
+        let (port, seen) = refusing_server();
+        let worker = WorkerBuilder::with_runtime(TestRt::default())
+            .url(&format!("tcp://:wrong@127.0.0.1:{port}"))
+            .unwrap()
+            .register("X", |_job: Job| async { Ok::<(), BoxError>(()) })
+            .build()
+            .unwrap();
+        assert!(format!("{worker:?}").contains(&port.to_string()));
+        let started = Instant::now();
+        let report = futures_lite::future::block_on(worker.run());
+        assert!(
+            matches!(
+                report.reason,
+                StopReason::Fatal(ConnectionError::Auth(ref e)) if e.is_invalid_password()
+            ),
+            "{report:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the first connection is opened at once, not after a timeout"
+        );
+        let hello = seen.recv().unwrap();
+        assert!(hello.starts_with("HELLO "), "{hello}");
+        assert!(hello.contains("\"pwdhash\""), "{hello}");
+        assert_eq!(
+            seen.recv_timeout(Duration::from_secs(5)).unwrap(),
+            "EOF",
+            "the driver closed the socket"
+        );
+    }
+}
