@@ -56,7 +56,7 @@ pub use rt::tokio::Tokio;
 /// The scenario list, once. `scenarios!(Harness)` generates one `#[test]` per scenario, running it
 /// under that harness:
 ///
-/// ```ignore
+/// ```text
 /// faktory_scenarios::scenarios!(faktory_scenarios::Smol);
 /// ```
 ///

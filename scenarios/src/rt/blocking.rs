@@ -20,8 +20,8 @@ use crate::harness::{
 crate::rt::client_api!(faktory_blocking::Client;);
 
 impl WorkerApi for Worker {
-    fn run(self) -> impl Future<Output = faktory_proto::worker::StopReport> + Send + 'static {
-        async move { Worker::run(self) }
+    async fn run(self) -> faktory_proto::worker::StopReport {
+        Worker::run(self)
     }
 }
 
@@ -63,8 +63,8 @@ impl JobCtx for JobContext {
         JobContext::is_cancelled(self)
     }
 
-    fn cancelled(&self) -> impl Future<Output = ()> + Send {
-        async move { self.cancellation().wait() }
+    async fn cancelled(&self) {
+        self.cancellation().wait();
     }
 
     fn wait_cancelled(&self) {
@@ -102,36 +102,35 @@ impl Harness for Blocking {
         })
     }
 
-    fn sleep(d: Duration) -> impl Future<Output = ()> + Send {
-        async move { std::thread::sleep(d) }
+    async fn sleep(d: Duration) {
+        std::thread::sleep(d);
     }
 
-    fn connect_to(url: &str) -> impl Future<Output = Result<Self::Client, Error>> + Send {
-        async move { Client::connect_to(url) }
+    async fn connect_to(url: &str) -> Result<Self::Client, Error> {
+        Client::connect_to(url)
     }
 
-    fn connect(spec: ClientSpec) -> impl Future<Output = Result<Self::Client, Error>> + Send {
-        async move {
-            let mut builder = Client::builder();
-            if let Some(url) = &spec.url {
-                builder = builder.url(url)?;
+    async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
+        let mut builder = Client::builder();
+        if let Some(url) = &spec.url {
+            builder = builder.url(url)?;
+        }
+        if let Some(wid) = &spec.wid {
+            builder = builder.wid(wid);
+        }
+        if let Some(timeout) = spec.request_timeout {
+            builder = builder.request_timeout(timeout);
+        }
+        if let Some(cert) = spec.tls_root {
+            builder = builder.tls(root_store(cert));
+        }
+        match spec.stream {
+            None => builder.connect(),
+            Some((addr, UserStream::Tcp)) => {
+                builder.connect_with_stream(TcpStream::connect(addr).expect("TCP connect"))
             }
-            if let Some(wid) = &spec.wid {
-                builder = builder.wid(wid);
-            }
-            if let Some(timeout) = spec.request_timeout {
-                builder = builder.request_timeout(timeout);
-            }
-            if let Some(cert) = spec.tls_root {
-                builder = builder.tls(root_store(cert));
-            }
-            match spec.stream {
-                None => builder.connect(),
-                Some((addr, UserStream::Tcp)) => {
-                    builder.connect_with_stream(TcpStream::connect(addr).expect("TCP connect"))
-                }
-                Some((addr, UserStream::Opaque)) => builder
-                    .connect_with_stream(Opaque(TcpStream::connect(addr).expect("TCP connect"))),
+            Some((addr, UserStream::Opaque)) => {
+                builder.connect_with_stream(Opaque(TcpStream::connect(addr).expect("TCP connect")))
             }
         }
     }

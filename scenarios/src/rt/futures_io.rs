@@ -77,11 +77,9 @@ impl<E: Executor> Harness for FuturesIo<E> {
         E::spawn(f)
     }
 
-    fn sleep(d: Duration) -> impl Future<Output = ()> + Send {
-        async move {
-            // An async-io timer: smol and async-std both drive them.
-            smol::Timer::after(d).await;
-        }
+    async fn sleep(d: Duration) {
+        // An async-io timer: smol and async-std both drive them.
+        smol::Timer::after(d).await;
     }
 
     fn connect_to(url: &str) -> impl Future<Output = Result<Self::Client, Error>> + Send {
@@ -89,19 +87,17 @@ impl<E: Executor> Harness for FuturesIo<E> {
         faktory_async_std::Client::connect_to(url)
     }
 
-    fn connect(spec: ClientSpec) -> impl Future<Output = Result<Self::Client, Error>> + Send {
-        async move {
-            let builder = client_builder(&spec)?.spawner(E::spawner());
-            match spec.stream {
-                None => builder.connect().await,
-                Some((addr, UserStream::Tcp)) => {
-                    let tcp = E::tcp(addr).await.expect("TCP connect");
-                    builder.connect_with_stream(tcp).await
-                }
-                Some((addr, UserStream::Opaque)) => {
-                    let tcp = E::other_tcp(addr).await.expect("TCP connect");
-                    builder.connect_with_stream(Opaque(tcp)).await
-                }
+    async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
+        let builder = client_builder(&spec)?.spawner(E::spawner());
+        match spec.stream {
+            None => builder.connect().await,
+            Some((addr, UserStream::Tcp)) => {
+                let tcp = E::tcp(addr).await.expect("TCP connect");
+                builder.connect_with_stream(tcp).await
+            }
+            Some((addr, UserStream::Opaque)) => {
+                let tcp = E::other_tcp(addr).await.expect("TCP connect");
+                builder.connect_with_stream(Opaque(tcp)).await
             }
         }
     }
@@ -137,8 +133,8 @@ impl Executor for SmolExecutor {
         smol::net::TcpStream::connect(addr)
     }
 
-    fn other_tcp(addr: SocketAddr) -> impl Future<Output = io::Result<Self::OtherTcp>> + Send {
-        async move { async_std::net::TcpStream::connect(addr).await }
+    async fn other_tcp(addr: SocketAddr) -> io::Result<Self::OtherTcp> {
+        async_std::net::TcpStream::connect(addr).await
     }
 }
 
@@ -164,8 +160,8 @@ impl Executor for AsyncStdExecutor {
         Spawner::default()
     }
 
-    fn tcp(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Tcp>> + Send {
-        async move { async_std::net::TcpStream::connect(addr).await }
+    async fn tcp(addr: SocketAddr) -> io::Result<Self::Tcp> {
+        async_std::net::TcpStream::connect(addr).await
     }
 
     fn other_tcp(addr: SocketAddr) -> impl Future<Output = io::Result<Self::OtherTcp>> + Send {

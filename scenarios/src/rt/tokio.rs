@@ -57,19 +57,17 @@ impl Harness for Tokio {
         faktory_tokio::Client::connect_to(url)
     }
 
-    fn connect(spec: ClientSpec) -> impl Future<Output = Result<Self::Client, Error>> + Send {
-        async move {
-            let builder = client_builder(&spec)?;
-            match spec.stream {
-                None => builder.connect().await,
-                Some((addr, UserStream::Tcp)) => {
-                    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-                    builder.connect_with_stream(tcp).await
-                }
-                Some((addr, UserStream::Opaque)) => {
-                    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-                    builder.connect_with_stream(Opaque(tcp)).await
-                }
+    async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
+        let builder = client_builder(&spec)?;
+        match spec.stream {
+            None => builder.connect().await,
+            Some((addr, UserStream::Tcp)) => {
+                let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+                builder.connect_with_stream(tcp).await
+            }
+            Some((addr, UserStream::Opaque)) => {
+                let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+                builder.connect_with_stream(Opaque(tcp)).await
             }
         }
     }
