@@ -279,6 +279,12 @@ pub async fn client_survives_a_server_restart<H: Harness>() {
         .await
         .unwrap();
     kit.restart().await.unwrap();
+    // The server closed the connection; an idle client notices when its connection task next
+    // reads. A call racing that (say, on a current-thread tokio runtime that has not polled its
+    // I/O driver since) is written into the closed connection and honestly fails with
+    // `OutcomeUnknown` (see `in_flight_call_fails_with_unknown_outcome_then_reconnects`). This
+    // scenario is about the idle client: give it a moment to see the close.
+    H::sleep(Duration::from_millis(100)).await;
     c.push(Job::builder("R").queue(&queue).build().unwrap())
         .await
         .unwrap();
