@@ -16,7 +16,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::harness::{ClientSpec, Harness, Task, UserStream, WorkerSpec};
 
-crate::rt::async_adapter!(faktory_async_std);
+crate::rt::async_adapter!(faktory_async_std; Client Worker CancellationToken JobContext);
 
 // Clients and workers hand a `Spawner` to other threads.
 const _: fn() = || {

@@ -124,17 +124,20 @@ macro_rules! client_api {
 }
 pub(crate) use client_api;
 
-/// The glue both async adapters share (`async_adapter!(faktory_tokio)`): the harness traits for
-/// their `Client`, `Worker`, `CancellationToken` and `JobContext`, and
+/// The glue both async adapters share:
+/// `async_adapter!(faktory_tokio; Client Worker CancellationToken JobContext)` implements the
+/// harness traits for the listed types of the crate (list a type in one invocation only if both
+/// crates re-export the same type), and generates
 /// - `client_builder(&ClientSpec)`: a `ClientBuilder` with the spec's URL, wid, request timeout and
 ///   TLS roots (the caller adds runtime settings, then connects or hands over the stream);
 /// - `worker_builder::<H>(WorkerSpec)`: a `WorkerBuilder` with the spec's settings, its handlers
 ///   registered (`register` / `register_with_context` with async steps on `H`'s timer,
 ///   `register_blocking` with blocking steps), and its shutdown signal wired to the returned token.
 macro_rules! async_adapter {
-    ($krate:ident) => {
+    (@impl $krate:ident Client) => {
         $crate::rt::client_api!($krate::Client; .await);
-
+    };
+    (@impl $krate:ident Worker) => {
         impl $crate::harness::WorkerApi for $krate::Worker {
             fn run(
                 self,
@@ -143,7 +146,8 @@ macro_rules! async_adapter {
                 $krate::Worker::run(self)
             }
         }
-
+    };
+    (@impl $krate:ident CancellationToken) => {
         impl $crate::harness::Stop for $krate::CancellationToken {
             fn stop(&self) {
                 self.cancel();
@@ -153,7 +157,8 @@ macro_rules! async_adapter {
                 self.is_cancelled()
             }
         }
-
+    };
+    (@impl $krate:ident JobContext) => {
         impl $crate::harness::JobCtx for $krate::JobContext {
             fn jid(&self) -> &str {
                 $krate::JobContext::jid(self)
@@ -171,6 +176,9 @@ macro_rules! async_adapter {
                 self.cancellation().cancelled()
             }
         }
+    };
+    ($krate:ident; $($ty:ident)*) => {
+        $($crate::rt::async_adapter!(@impl $krate $ty);)*
 
         pub(crate) fn client_builder(
             spec: &$crate::harness::ClientSpec,

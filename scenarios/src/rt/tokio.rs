@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::harness::{ClientSpec, Harness, Task, UserStream, WorkerSpec};
 
-crate::rt::async_adapter!(faktory_tokio);
+crate::rt::async_adapter!(faktory_tokio; Client Worker CancellationToken JobContext);
 
 /// The faktory-tokio harness.
 #[derive(Debug)]
