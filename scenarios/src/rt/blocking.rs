@@ -1,0 +1,207 @@
+//! faktory-blocking: the scenario future is driven by a plain `block_on` on the test thread; the
+//! harness's futures make the blocking calls when polled; spawned futures run on threads of their
+//! own; workers stop through a `ShutdownHandle`.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use faktory_blocking::{Client, Job, JobContext, ShutdownHandle, Worker};
+use faktory_proto::adapter::Error;
+use futures_lite::future;
+
+use crate::harness::{
+    ClientSpec, Harness, JobCtx, Registration, Shutdown, Step, Stop, Task, UserStream, WorkerApi,
+    WorkerSpec, run_steps_blocking,
+};
+
+crate::rt::client_api!(faktory_blocking::Client;);
+
+impl WorkerApi for Worker {
+    async fn run(self) -> faktory_proto::worker::StopReport {
+        Worker::run(self)
+    }
+}
+
+impl Stop for ShutdownHandle {
+    fn stop(&self) {
+        self.shutdown();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.is_shutdown()
+    }
+}
+
+/// The worker's handle as its handlers see it: set once the worker is built (a
+/// `Shutdown::WorkerHandle` worker's handle exists only then).
+#[derive(Clone, Default)]
+struct LateStop(Arc<OnceLock<ShutdownHandle>>);
+
+impl Stop for LateStop {
+    fn stop(&self) {
+        self.0.get().expect("the worker was built").shutdown();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.0.get().is_some_and(ShutdownHandle::is_shutdown)
+    }
+}
+
+impl JobCtx for JobContext {
+    fn jid(&self) -> &str {
+        JobContext::jid(self)
+    }
+
+    fn jobtype(&self) -> &str {
+        JobContext::jobtype(self)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        JobContext::is_cancelled(self)
+    }
+
+    async fn cancelled(&self) {
+        self.cancellation().wait();
+    }
+
+    fn wait_cancelled(&self) {
+        self.cancellation().wait();
+    }
+}
+
+/// The faktory-blocking harness.
+#[derive(Debug)]
+pub struct Blocking;
+
+impl Harness for Blocking {
+    const NAME: &'static str = "blocking";
+    const HANDLERS_OUTLIVE_THE_WORKER: bool = true;
+
+    type Client = Client;
+    type Worker = Worker;
+    type Stop = ShutdownHandle;
+    type JobContext = JobContext;
+    type Token = faktory_blocking::CancellationToken;
+
+    fn block_on<F: Future>(scenario: F) -> F::Output {
+        future::block_on(scenario)
+    }
+
+    fn spawn<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> Task<T> {
+        Task::new(f, |f| {
+            let thread = std::thread::spawn(move || future::block_on(f));
+            async move {
+                match thread.join() {
+                    Ok(out) => out,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        })
+    }
+
+    async fn sleep(d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    async fn connect_to(url: &str) -> Result<Self::Client, Error> {
+        Client::connect_to(url)
+    }
+
+    async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
+        let mut builder = Client::builder();
+        if let Some(url) = &spec.url {
+            builder = builder.url(url)?;
+        }
+        if let Some(wid) = &spec.wid {
+            builder = builder.wid(wid);
+        }
+        if let Some(timeout) = spec.request_timeout {
+            builder = builder.request_timeout(timeout);
+        }
+        if let Some(cert) = spec.tls_root {
+            builder = builder.tls(root_store(cert));
+        }
+        match spec.stream {
+            None => builder.connect(),
+            Some((addr, UserStream::Tcp)) => {
+                builder.connect_with_stream(TcpStream::connect(addr).expect("TCP connect"))
+            }
+            Some((addr, UserStream::Opaque)) => {
+                builder.connect_with_stream(Opaque(TcpStream::connect(addr).expect("TCP connect")))
+            }
+        }
+    }
+
+    fn worker(spec: WorkerSpec) -> Result<(Self::Worker, Self::Stop), Error> {
+        let late = LateStop::default();
+        let mut builder = Worker::builder()
+            .url(&spec.url)?
+            .queues(spec.queues)
+            .heartbeat_interval(spec.heartbeat)
+            .grace_period(spec.grace_period);
+        if let Some(wid) = spec.wid {
+            builder = builder.wid(wid);
+        }
+        if let Some(n) = spec.concurrency {
+            builder = builder.concurrency(n);
+        }
+        if let Some(cert) = spec.tls_root {
+            builder = builder.tls(root_store(cert));
+        }
+        for (jobtype, handler) in spec.handlers {
+            let steps: Arc<[Step]> = handler.steps().into();
+            let stop = late.clone();
+            builder = match handler.registration() {
+                Registration::Plain => builder.register(jobtype, move |job: Job| {
+                    run_steps_blocking::<JobContext>(&steps, &job, None, &stop)
+                }),
+                Registration::WithContext => {
+                    builder.register_with_context(jobtype, move |job: Job, ctx: JobContext| {
+                        run_steps_blocking(&steps, &job, Some(&ctx), &stop)
+                    })
+                }
+                Registration::Blocking => {
+                    builder.register_blocking(jobtype, move |job: Job, ctx: JobContext| {
+                        run_steps_blocking(&steps, &job, Some(&ctx), &stop)
+                    })
+                }
+            };
+        }
+        if spec.shutdown == Shutdown::Signal {
+            builder = builder.shutdown_signal(ShutdownHandle::new());
+        }
+        let worker = builder.build()?;
+        // The handle given as the signal, or (`WorkerHandle`, `ServerOnly`) the worker's own.
+        let stop = worker.shutdown_handle();
+        let _ = late.0.set(stop.clone());
+        Ok((worker, stop))
+    }
+}
+
+fn root_store(cert: Vec<u8>) -> faktory_blocking::TlsConfig {
+    let mut roots = faktory_blocking::rustls::RootCertStore::empty();
+    roots.add(cert.into()).expect("a valid certificate");
+    faktory_blocking::TlsConfig::RootStore(roots)
+}
+
+/// A stream the client cannot split: it is read on the I/O thread, only while replies are due.
+struct Opaque(TcpStream);
+
+impl Read for Opaque {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Opaque {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
