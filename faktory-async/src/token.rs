@@ -116,10 +116,16 @@ fn poll_token(
 
 /// Runs `inner` until it completes or `stop` fires (then drops it). The listener on `stop` is only
 /// made once `inner` has to wait, so a job that finishes on its first poll costs no registration.
+///
+/// When `stop` fires, `inner` is polled once more before it is dropped: a job whose own token was
+/// cancelled before (the worker gave up on it) then gets to see that cancellation even if the
+/// executor had not scheduled it since, so what it does on cancellation (log, release, roll back)
+/// happens deterministically up to its next wait.
 pub(crate) struct Abortable<F> {
     inner: Pin<Box<F>>,
     stop: CancellationToken,
     listener: Option<EventListener>,
+    started: bool,
 }
 
 impl<F: Future<Output = ()>> Abortable<F> {
@@ -128,6 +134,7 @@ impl<F: Future<Output = ()>> Abortable<F> {
             inner: Box::pin(inner),
             stop,
             listener: None,
+            started: false,
         }
     }
 }
@@ -137,10 +144,13 @@ impl<F: Future<Output = ()>> Future for Abortable<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if this.stop.is_cancelled() {
+        let stopped = this.stop.is_cancelled();
+        // Stopped before it ever ran: not started at all. Otherwise one last poll (see above).
+        if stopped && !this.started {
             return Poll::Ready(());
         }
-        if this.inner.as_mut().poll(cx).is_ready() {
+        this.started = true;
+        if this.inner.as_mut().poll(cx).is_ready() || stopped {
             return Poll::Ready(());
         }
         poll_token(&this.stop.inner, &mut this.listener, cx)
@@ -193,9 +203,35 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
             stopper.cancel();
         });
-        // A job that never finishes is dropped once `stop` fires.
-        future::block_on(Abortable::new(future::pending::<()>(), stop.clone()));
+        // A job that never finishes is dropped once `stop` fires, after one last poll in which it
+        // sees its own cancellation.
+        let (own, seen) = (CancellationToken::new(), Arc::new(AtomicUsize::new(0)));
+        let (o, s) = (own.clone(), Arc::clone(&seen));
+        let canceller = own;
+        future::block_on(Abortable::new(
+            async move {
+                let mut polls = 0;
+                std::future::poll_fn(|_| {
+                    polls += 1;
+                    if polls == 1 {
+                        // What the worker does before it stops: cancel the job's own token.
+                        canceller.cancel();
+                    }
+                    if o.is_cancelled() && polls > 1 {
+                        s.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Poll::<()>::Pending
+                })
+                .await;
+            },
+            stop.clone(),
+        ));
         t.join().unwrap();
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "the last poll saw the cancellation"
+        );
         // Already stopped: the job is not even polled.
         let r = Arc::clone(&ran);
         future::block_on(Abortable::new(

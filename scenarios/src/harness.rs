@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use faktory_proto::Job;
-use faktory_proto::adapter::Error;
+use faktory_proto::api::Error;
 use faktory_proto::command::{Fail, MutateFilter, MutateOp, MutateTarget, WorkerState};
 use faktory_proto::info::{Info, QueueLatency};
 use faktory_proto::worker::StopReport;

@@ -82,6 +82,7 @@ macro_rules! scenarios {
             password_server,
             tls_server,
             garbage_server_gives_a_typed_error_not_a_hang,
+            a_refused_connect_fails_fast_and_names_its_phase,
             // client handles
             connect_with_stream_close_and_drop,
             client_over_a_user_stream_pipelines_and_cannot_reconnect,

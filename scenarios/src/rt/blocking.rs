@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use faktory_blocking::{Client, Job, JobContext, ShutdownHandle, Worker};
-use faktory_proto::adapter::Error;
+use faktory_proto::api::Error;
 use futures_lite::future;
 
 use crate::harness::{

@@ -11,12 +11,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use faktory_async_std::{AsyncStream, Spawner};
-use faktory_proto::adapter::Error;
+use faktory_proto::api::Error;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use crate::harness::{ClientSpec, Harness, Task, UserStream, WorkerSpec};
-
-crate::rt::async_adapter!(faktory_async_std; Client Worker CancellationToken JobContext);
+use crate::rt::asynk;
 
 // Clients and workers hand a `Spawner` to other threads.
 const _: fn() = || {
@@ -88,7 +87,7 @@ impl<E: Executor> Harness for FuturesIo<E> {
     }
 
     async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
-        let builder = client_builder(&spec)?.spawner(E::spawner());
+        let builder = asynk::client_builder(&spec, E::spawner().into())?;
         match spec.stream {
             None => builder.connect().await,
             Some((addr, UserStream::Tcp)) => {
@@ -103,8 +102,7 @@ impl<E: Executor> Harness for FuturesIo<E> {
     }
 
     fn worker(spec: WorkerSpec) -> Result<(Self::Worker, Self::Stop), Error> {
-        let (builder, stop) = worker_builder::<Self>(spec)?;
-        Ok((builder.spawner(E::spawner()).build()?, stop))
+        asynk::worker::<Self, _>(spec, faktory_async_std::AsyncStd::from(E::spawner()))
     }
 }
 

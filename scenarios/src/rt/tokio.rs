@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use faktory_proto::adapter::Error;
+use faktory_proto::api::Error;
+use faktory_tokio::TokioAsyncReadCompatExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::harness::{ClientSpec, Harness, Task, UserStream, WorkerSpec};
-
-crate::rt::async_adapter!(faktory_tokio; Client Worker CancellationToken JobContext);
+use crate::rt::asynk;
 
 /// The faktory-tokio harness.
 #[derive(Debug)]
@@ -58,23 +58,23 @@ impl Harness for Tokio {
     }
 
     async fn connect(spec: ClientSpec) -> Result<Self::Client, Error> {
-        let builder = client_builder(&spec)?;
+        let builder = asynk::client_builder(&spec, faktory_tokio::Tokio)?;
+        // A tokio stream goes in through the futures-io compat layer faktory-tokio re-exports.
         match spec.stream {
             None => builder.connect().await,
             Some((addr, UserStream::Tcp)) => {
                 let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-                builder.connect_with_stream(tcp).await
+                builder.connect_with_stream(tcp.compat()).await
             }
             Some((addr, UserStream::Opaque)) => {
                 let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-                builder.connect_with_stream(Opaque(tcp)).await
+                builder.connect_with_stream(Opaque(tcp).compat()).await
             }
         }
     }
 
     fn worker(spec: WorkerSpec) -> Result<(Self::Worker, Self::Stop), Error> {
-        let (builder, stop) = worker_builder::<Self>(spec)?;
-        Ok((builder.build()?, stop))
+        asynk::worker::<Self, _>(spec, faktory_tokio::Tokio)
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use faktory_proto::Job;
 use faktory_proto::Timestamp;
-use faktory_proto::adapter::Error;
-use faktory_proto::client::ConnectionError;
+use faktory_proto::api::Error;
+use faktory_proto::client::{ConnectPhase, ConnectionError};
 use faktory_proto::command::{Fail, MutateFilter, MutateOp, MutateTarget, WorkerState};
 use faktory_proto::worker::StopReason;
 use faktory_testkit::{Fault, TestServer};
@@ -330,12 +330,18 @@ pub async fn password_server<H: Harness>() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Connection(ConnectionError::Auth(e)) if e.is_invalid_password()),
+        matches!(&err, Error::Connection { source: ConnectionError::Auth(e), .. } if e.is_invalid_password()),
         "{err:?}"
     );
     let err = H::connect_to(&format!("tcp://{addr}")).await.unwrap_err();
     assert!(
-        matches!(err, Error::Connection(ConnectionError::PasswordRequired)),
+        matches!(
+            err,
+            Error::Connection {
+                source: ConnectionError::PasswordRequired,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -354,9 +360,17 @@ pub async fn tls_server<H: Harness>() {
         .await
         .unwrap();
     assert_eq!(kit.queue("tlsq").len(), 1);
-    // Default verification (webpki roots) must refuse a self-signed certificate.
+    // Default verification (webpki roots) must refuse a self-signed certificate, for good (a
+    // permanent failure in the TLS phase: retrying cannot fix it).
     let err = H::connect_to(&url).await.unwrap_err();
-    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Connection { source: ConnectionError::Connect(f), .. }
+                if f.phase == ConnectPhase::Tls && f.permanent
+        ),
+        "{err:?}"
+    );
 
     // A worker over TLS: its sockets share each TLS session between reading and writing.
     let spec = WorkerSpec::new(&url, "tlsq")
@@ -381,7 +395,7 @@ pub async fn garbage_server_gives_a_typed_error_not_a_hang<H: Harness>() {
     )
     .await;
     let err = r.expect("no hang").unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 
     let kit = Kit::start(TestServer::builder()).await;
     let c = H::connect(ClientSpec::url(kit.url())).await.unwrap();
@@ -397,4 +411,37 @@ pub async fn garbage_server_gives_a_typed_error_not_a_hang<H: Harness>() {
     let r = timeout::<H, _>(Duration::from_secs(5), async move { c.info().await }).await;
     let err = r.expect("no hang").unwrap_err();
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+}
+
+/// A connect to a port nobody listens on fails at once (an eager connect does not retry), with a
+/// transient TCP-phase error naming the server.
+pub async fn a_refused_connect_fails_fast_and_names_its_phase<H: Harness>() {
+    // A port nobody listens on (bound, then closed).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = std::time::Instant::now();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let r = timeout::<H, _>(
+        Duration::from_secs(5),
+        async move { H::connect_to(&url).await },
+    )
+    .await;
+    let err = r.expect("no hang").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Connection { server, source: ConnectionError::Connect(f) }
+                if f.phase == ConnectPhase::Tcp
+                    && !f.permanent
+                    && *server == format!("127.0.0.1:{port}")
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an eager connect fails fast, without retrying"
+    );
 }

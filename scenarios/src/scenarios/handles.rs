@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use faktory_proto::Job;
-use faktory_proto::adapter::Error;
+use faktory_proto::api::Error;
 
 use crate::harness::{ClientApi, ClientSpec, Harness, UserStream, WorkerApi, WorkerSpec};
 use crate::support::{LONG, Server, eventually, timeout, unique_queue};
@@ -96,14 +96,14 @@ pub async fn client_over_a_user_stream_pipelines_and_cannot_reconnect<H: Harness
         .expect("no hang")
         .unwrap_err();
     assert!(
-        matches!(err, Error::OutcomeUnknown { .. } | Error::Connection(_)),
+        matches!(err, Error::OutcomeUnknown { .. } | Error::Connection { .. }),
         "{err:?}"
     );
     let err = timeout::<H, _>(Duration::from_secs(10), async move { c.info().await })
         .await
         .expect("no hang")
         .unwrap_err();
-    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 }
 
 /// A client over a plain TCP stream the user opened notices the server's close while idle: the
@@ -132,7 +132,7 @@ pub async fn client_over_a_user_tcp_stream_is_full_duplex<H: Harness>() {
     .expect("no hang")
     .unwrap_err();
     assert!(
-        matches!(err, Error::Connection(_) | Error::OutcomeUnknown { .. }),
+        matches!(err, Error::Connection { .. } | Error::OutcomeUnknown { .. }),
         "{err:?}"
     );
     assert_eq!(kit.queue(&queue).len(), 1);
