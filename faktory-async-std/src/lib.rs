@@ -92,15 +92,4 @@ pub type Worker = faktory_async::Worker<AsyncStd>;
 /// Configures a [`Worker`]: see [`faktory_async::WorkerBuilder`].
 pub type WorkerBuilder = faktory_async::WorkerBuilder<AsyncStd>;
 
-pub use faktory_async::{
-    AsyncStream, BoxError, CancellationToken, Error, JobContext, Lifecycle, Outcome, Queues,
-    StopReason, StopReport, WorkerConfig,
-};
-#[cfg(feature = "tls")]
-pub use faktory_async::{TlsConfig, rustls};
-
-pub use faktory_async::proto;
-pub use faktory_async::{
-    BatchNew, BatchStatus, Fail, Info, Job, JobBuilder, MutateFilter, MutateOp, MutateTarget,
-    Mutation, QueueLatency, ServerError, Timestamp, TrackInfo, TrackSet, WorkerState,
-};
+pub use faktory_async::reexports::*;

@@ -73,15 +73,17 @@ pub use transport::AsyncStream;
 pub use transport::TlsConfig;
 pub use worker::{Worker, WorkerBuilder};
 
-/// Everything that can go wrong talking to Faktory (shared with `faktory-blocking`).
-pub use faktory_proto::api::Error;
-pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+/// What every runtime shim re-exports besides its own type aliases (`faktory-tokio` and
+/// `faktory-async-std` say `pub use faktory_async::reexports::*;`), so the shims offer the same
+/// names without listing them twice.
+pub mod reexports {
+    pub use crate::{AsyncStream, BoxError, CancellationToken, JobContext, proto};
+    #[cfg(feature = "tls")]
+    pub use crate::{TlsConfig, rustls};
+    pub use faktory_proto::prelude::*;
+}
 
 pub use faktory_proto as proto;
-pub use faktory_proto::command::{
-    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
-};
-pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
+pub use faktory_proto::prelude::*;
 #[cfg(feature = "tls")]
 pub use rustls;

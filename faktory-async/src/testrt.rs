@@ -1,5 +1,6 @@
-//! A runtime for the unit tests: async-io's reactor and timers, async-global-executor's threads,
-//! the `blocking` pool; it counts timer re-arms and can make TCP connects hang.
+//! A runtime for the unit tests, as plain as possible: a thread per task (each blocking on its
+//! future), a thread per blocking closure, async-io's timers and sockets; it counts timer re-arms
+//! and can make TCP connects hang.
 
 use std::future::Future;
 use std::io;
@@ -22,24 +23,25 @@ impl Runtime for TestRt {
     type Sleep = async_io::Timer;
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        async_global_executor::spawn(task).detach();
+        std::thread::spawn(move || futures_lite::future::block_on(task));
     }
 
     fn spawn_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> impl Future<Output = Option<T>> + Send + 'static {
-        let task = blocking::unblock(f);
-        async move { Some(task.await) }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        std::thread::spawn(move || tx.send(f()));
+        async move { rx.await.ok() }
     }
 
     fn sleep_until(&self, deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
     }
 
-    fn reset_sleep(&self, mut sleep: Pin<&mut async_io::Timer>, deadline: Instant) {
+    fn reset_sleep(&self, mut timer: Pin<&mut async_io::Timer>, at: Instant) {
         self.resets.fetch_add(1, Ordering::SeqCst);
-        sleep.set_at(deadline);
+        timer.set_at(at);
     }
 
     #[allow(clippy::manual_async_fn)]

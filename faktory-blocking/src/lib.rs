@@ -53,17 +53,12 @@ pub use client::{Client, ClientBuilder};
 pub use error::Error;
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
-pub use faktory_proto::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
 pub use handler::{BoxError, CancellationToken, JobContext};
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
 pub use worker::{Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;
-pub use faktory_proto::command::{
-    BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
-};
-pub use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-pub use faktory_proto::{Job, JobBuilder, ServerError, Timestamp};
+pub use faktory_proto::prelude::*;
 #[cfg(feature = "tls")]
 pub use rustls;

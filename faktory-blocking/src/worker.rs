@@ -419,29 +419,8 @@ impl Worker {
                             c.cancel();
                         }
                     }
-                    Event::JobConfirmed {
-                        token,
-                        jid,
-                        confirmation,
-                    } => {
-                        tracing::debug!(jid = %jid, ?confirmation, "faktory job outcome confirmed");
+                    Event::JobConfirmed { token, .. } => {
                         jobs.remove(&token);
-                    }
-                    Event::JobSkipped { jid, reason, .. } => {
-                        tracing::warn!(jid = ?jid, ?reason, "faktory job skipped");
-                    }
-                    Event::ConnectionFailed { conn, error } => {
-                        tracing::warn!(conn = conn.0, %error, "faktory connection failed");
-                    }
-                    Event::CommandFailed {
-                        conn,
-                        command,
-                        error,
-                    } => {
-                        tracing::warn!(conn = conn.0, command, %error, "faktory command failed");
-                    }
-                    Event::StateChanged(state) => {
-                        tracing::info!(?state, "faktory worker lifecycle");
                     }
                     Event::Stopped(report) => {
                         for (_, c) in conns.drain() {
@@ -455,7 +434,6 @@ impl Worker {
                         for (_, c) in jobs.drain() {
                             c.cancel();
                         }
-                        tracing::info!(reason = ?report.reason, clean = report.is_clean(), "faktory worker stopped");
                         return report;
                     }
                     _ => {}

@@ -134,6 +134,19 @@ pub mod time;
 pub mod tls;
 pub mod worker;
 
+/// The protocol types every adapter re-exports at its root (`faktory_tokio::Job`,
+/// `faktory_blocking::StopReport`, …): jobs, the payloads of the commands a client sends, the
+/// documents the server answers with, the worker's outcomes and reports, and the error users see.
+pub mod prelude {
+    pub use crate::api::Error;
+    pub use crate::command::{
+        BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
+    };
+    pub use crate::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+    pub use crate::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
+    pub use crate::{Job, JobBuilder, ServerError, Timestamp};
+}
+
 pub use error::ServerError;
 pub use job::{Failure, Job, JobBuilder, JobError};
 pub use time::Timestamp;

@@ -894,10 +894,40 @@ impl Worker {
         }
     }
 
+    /// Queues `event` for the adapter, and logs what is worth logging (once, here, for every
+    /// adapter): connection and command failures and skipped jobs at WARN, lifecycle changes at
+    /// INFO, confirmations at DEBUG.
+    fn emit(&mut self, event: Event) {
+        match &event {
+            Event::JobConfirmed {
+                jid, confirmation, ..
+            } => tracing::debug!(jid = %jid, ?confirmation, "faktory job outcome confirmed"),
+            Event::JobSkipped { jid, reason, .. } => {
+                tracing::warn!(jid = ?jid, ?reason, "faktory job skipped");
+            }
+            Event::ConnectionFailed { conn, error } => {
+                tracing::warn!(conn = conn.0, %error, "faktory connection failed");
+            }
+            Event::CommandFailed {
+                conn,
+                command,
+                error,
+            } => tracing::warn!(conn = conn.0, command, %error, "faktory command failed"),
+            Event::StateChanged(state) => tracing::info!(?state, "faktory worker lifecycle"),
+            Event::Stopped(report) => tracing::info!(
+                reason = ?report.reason,
+                clean = report.is_clean(),
+                "faktory worker stopped"
+            ),
+            _ => {}
+        }
+        self.events.push_back(event);
+    }
+
     fn set_lifecycle(&mut self, state: Lifecycle) {
         if self.lifecycle != state {
             self.lifecycle = state;
-            self.events.push_back(Event::StateChanged(state));
+            self.emit(Event::StateChanged(state));
         }
     }
 
@@ -925,7 +955,7 @@ impl Worker {
         if let Some(slot) = self.slot_mut(role) {
             slot.state = SlotState::Open(id);
         }
-        self.events.push_back(Event::OpenConnection(id));
+        self.emit(Event::OpenConnection(id));
     }
 
     /// After any input: react to the connections' events, move the lifecycle on, send what can be
@@ -1028,7 +1058,7 @@ impl Worker {
                     );
                     self.queue_outcome(token, j.clone(), OutcomeKind::Fail(fail));
                 }
-                self.events.push_back(Event::JobSkipped {
+                self.emit(Event::JobSkipped {
                     token,
                     jid,
                     reason: SkipReason::Undecodable(error),
@@ -1039,7 +1069,7 @@ impl Worker {
                 if let Some(c) = self.conn_mut(conn) {
                     c.fetch_paused_until = Some(now + FETCH_ERROR_PAUSE);
                 }
-                self.events.push_back(Event::CommandFailed {
+                self.emit(Event::CommandFailed {
                     conn,
                     command: "FETCH",
                     error,
@@ -1063,7 +1093,7 @@ impl Worker {
                     backtrace_lines: job.backtrace_lines(),
                 },
             );
-            self.events.push_back(Event::RunJob { token, job });
+            self.emit(Event::RunJob { token, job });
         } else {
             let fail = fail::fail_payload(
                 &job.jid,
@@ -1073,7 +1103,7 @@ impl Worker {
                 0,
             );
             self.queue_outcome(token, job.jid.clone(), OutcomeKind::Fail(fail));
-            self.events.push_back(Event::JobSkipped {
+            self.emit(Event::JobSkipped {
                 token,
                 jid: Some(job.jid),
                 reason: SkipReason::ShuttingDown,
@@ -1100,7 +1130,7 @@ impl Worker {
             Err(e) => {
                 rec.errors += 1;
                 let errors = rec.errors;
-                self.events.push_back(Event::CommandFailed {
+                self.emit(Event::CommandFailed {
                     conn,
                     command: if is_ack { "ACK" } else { "FAIL" },
                     error: e.clone(),
@@ -1119,7 +1149,7 @@ impl Worker {
 
     fn confirm(&mut self, token: JobToken, confirmation: Confirmation) {
         if let Some(rec) = self.outcomes.remove(&token) {
-            self.events.push_back(Event::JobConfirmed {
+            self.emit(Event::JobConfirmed {
                 token,
                 jid: rec.jid,
                 confirmation,
@@ -1152,7 +1182,7 @@ impl Worker {
             Ok(_) => {}
             Err(error) => {
                 let unknown = error.is_unknown_worker();
-                self.events.push_back(Event::CommandFailed {
+                self.emit(Event::CommandFailed {
                     conn,
                     command: "BEAT",
                     error,
@@ -1187,7 +1217,7 @@ impl Worker {
             push_transmit(&mut self.transmits, id, bytes);
         }
         self.release_requests(&mut conn);
-        self.events.push_back(Event::CloseConnection(id));
+        self.emit(Event::CloseConnection(id));
         self.schedule_reopen(conn.role, now);
     }
 
@@ -1226,11 +1256,11 @@ impl Worker {
         // A socket flush may still hold bytes; they are useless now.
         self.release_requests(&mut conn);
         let error = error.unwrap_or(ConnectionError::Eof);
-        self.events.push_back(Event::ConnectionFailed {
+        self.emit(Event::ConnectionFailed {
             conn: id,
             error: error.clone(),
         });
-        self.events.push_back(Event::CloseConnection(id));
+        self.emit(Event::CloseConnection(id));
         let fatal = match &error {
             ConnectionError::Connect(failure) => failure.permanent,
             ConnectionError::Auth(_)
@@ -1273,7 +1303,7 @@ impl Worker {
         left.sort_by_key(|(t, _)| *t);
         let grace = self.grace_period.as_secs_f64();
         for (token, job) in left {
-            self.events.push_back(Event::CancelJob(token));
+            self.emit(Event::CancelJob(token));
             let fail = fail::fail_payload(
                 &job.jid,
                 SHUTDOWN_ERRTYPE.to_owned(),
@@ -1317,14 +1347,14 @@ impl Worker {
             while let Some(bytes) = conn.client.poll_transmit() {
                 push_transmit(&mut self.transmits, conn.id, bytes);
             }
-            self.events.push_back(Event::CloseConnection(conn.id));
+            self.emit(Event::CloseConnection(conn.id));
         }
         let mut running: Vec<(JobToken, RunningJob)> = self.running.drain().collect();
         running.sort_by_key(|(t, _)| *t);
         let mut unconfirmed: Vec<Unconfirmed> = running
             .into_iter()
             .map(|(token, job)| {
-                self.events.push_back(Event::CancelJob(token));
+                self.emit(Event::CancelJob(token));
                 Unconfirmed {
                     token,
                     jid: job.jid,
@@ -1352,7 +1382,7 @@ impl Worker {
             slot.state = SlotState::Idle;
         }
         self.set_lifecycle(Lifecycle::Stopped);
-        self.events.push_back(Event::Stopped(report));
+        self.emit(Event::Stopped(report));
     }
 
     fn dispatch(&mut self, now: Instant) {

@@ -107,17 +107,6 @@ pub type Worker = faktory_async::Worker<Tokio>;
 /// Configures a [`Worker`]: see [`faktory_async::WorkerBuilder`].
 pub type WorkerBuilder = faktory_async::WorkerBuilder<Tokio>;
 
-pub use faktory_async::{
-    AsyncStream, BoxError, CancellationToken, Error, JobContext, Lifecycle, Outcome, Queues,
-    StopReason, StopReport, WorkerConfig,
-};
-#[cfg(feature = "tls")]
-pub use faktory_async::{TlsConfig, rustls};
+pub use faktory_async::reexports::*;
 /// Turns a tokio stream into the futures-io stream [`ClientBuilder::connect_with_stream`] takes.
 pub use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
-
-pub use faktory_async::proto;
-pub use faktory_async::{
-    BatchNew, BatchStatus, Fail, Info, Job, JobBuilder, MutateFilter, MutateOp, MutateTarget,
-    Mutation, QueueLatency, ServerError, Timestamp, TrackInfo, TrackSet, WorkerState,
-};

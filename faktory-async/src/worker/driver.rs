@@ -73,9 +73,7 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         next_rss: Instant::now(),
         report: None,
     };
-    let report = poll_fn(|cx| driver.poll(cx)).await;
-    tracing::info!(reason = ?report.reason, clean = report.is_clean(), "faktory worker stopped");
-    report
+    poll_fn(|cx| driver.poll(cx)).await
 }
 
 /// A connection of the engine and its socket.
@@ -244,27 +242,6 @@ impl<R: Runtime> Driver<R> {
                 if let Some(cancel) = self.running.remove(&token) {
                     cancel.cancel();
                 }
-            }
-            Event::JobConfirmed {
-                jid, confirmation, ..
-            } => {
-                tracing::debug!(jid = %jid, ?confirmation, "faktory job outcome confirmed");
-            }
-            Event::JobSkipped { jid, reason, .. } => {
-                tracing::warn!(jid = ?jid, ?reason, "faktory job skipped");
-            }
-            Event::ConnectionFailed { conn, error } => {
-                tracing::warn!(conn = conn.0, %error, "faktory connection failed");
-            }
-            Event::CommandFailed {
-                conn,
-                command,
-                error,
-            } => {
-                tracing::warn!(conn = conn.0, command, %error, "faktory command failed");
-            }
-            Event::StateChanged(state) => {
-                tracing::info!(?state, "faktory worker lifecycle");
             }
             Event::Stopped(report) => {
                 // Every connection got its CloseConnection already; what runs still is abandoned.
