@@ -7,7 +7,8 @@
 //!    open socket (handed to the engine as a slice of the one reused read buffer), the deadline;
 //! 2. **outputs**: the engine's transmits (at most one buffer per connection per drain: an ACK and
 //!    the FETCH refilling its slot come together), then its events (open or close a connection,
-//!    run or cancel a job, stop);
+//!    run or cancel a job, stop); a job's first poll happens right here, and only a job that has
+//!    to wait becomes a task of its own;
 //! 3. **one write per socket**, then the sockets being closed (their END flushed, bounded in time);
 //!
 //! until a turn brings no input: then the timer is armed for the engine's deadline and the task
@@ -66,6 +67,7 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         done_tx,
         done_rx,
         running: HashMap::new(),
+        finished: Vec::new(),
         stop_jobs: CancellationToken::new(),
         shutdown,
         timer: Timer::new(),
@@ -97,6 +99,8 @@ struct Driver<R: Runtime> {
     done_rx: mpsc::UnboundedReceiver<Done>,
     /// Running jobs' cancellation tokens ([`JobContext::cancellation`]).
     running: HashMap<JobToken, CancellationToken>,
+    /// Jobs that finished in their first poll, for the engine after this turn's events.
+    finished: Vec<Done>,
     /// Fired when the worker stops: drops every job task still running.
     stop_jobs: CancellationToken,
     shutdown: Option<ShutdownSignal>,
@@ -114,7 +118,7 @@ impl<R: Runtime> Driver<R> {
             let mut progress = false;
             if self.report.is_none() {
                 progress |= self.inputs(cx, now);
-                progress |= self.outputs(now);
+                progress |= self.outputs(cx, now);
                 progress |= self.writes(cx, now);
             }
             poll_closing(&mut self.closing, now, cx);
@@ -191,8 +195,8 @@ impl<R: Runtime> Driver<R> {
     }
 
     /// The engine's transmits (queued on their sockets), then its events. `true` when a socket
-    /// is to be opened (its opening future has not been polled yet).
-    fn outputs(&mut self, now: Instant) -> bool {
+    /// is to be opened (its opening future has not been polled yet) or a job finished at once.
+    fn outputs(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         while let Some((id, bytes)) = self.engine.poll_transmit() {
             if tracing::enabled!(tracing::Level::TRACE) {
                 tracing::trace!(conn = id.0, wire = %api::wire_for_log(&bytes), "faktory send");
@@ -201,12 +205,19 @@ impl<R: Runtime> Driver<R> {
                 conn.socket.queue(bytes);
             }
         }
-        let mut opened = false;
+        let mut progress = false;
         while let Some(event) = self.engine.poll_event() {
-            opened |= matches!(event, Event::OpenConnection(_));
-            self.handle_event(event, now);
+            progress |= matches!(event, Event::OpenConnection(_));
+            self.handle_event(event, now, cx);
         }
-        opened
+        // Jobs that finished in their first poll: after the events, so the transmits they cause
+        // are drained (next turn) before any later event.
+        for (token, outcome) in self.finished.drain(..) {
+            self.running.remove(&token);
+            self.engine.handle_job_finished(token, outcome, now);
+            progress = true;
+        }
+        progress
     }
 
     /// One write per socket; a failed write is reported to the engine.
@@ -221,7 +232,7 @@ impl<R: Runtime> Driver<R> {
         progress
     }
 
-    fn handle_event(&mut self, event: Event, now: Instant) {
+    fn handle_event(&mut self, event: Event, now: Instant, cx: &mut Context<'_>) {
         match event {
             Event::OpenConnection(id) => {
                 tracing::debug!(conn = id.0, "faktory connecting");
@@ -237,7 +248,7 @@ impl<R: Runtime> Driver<R> {
                     self.closing.extend(conn.socket.close(deadline));
                 }
             }
-            Event::RunJob { token, job } => self.spawn_job(token, *job),
+            Event::RunJob { token, job } => self.start_job(token, *job, cx),
             Event::CancelJob(token) => {
                 if let Some(cancel) = self.running.remove(&token) {
                     cancel.cancel();
@@ -259,25 +270,39 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    /// Runs a job as its own task; its outcome comes back on the channel.
-    fn spawn_job(&mut self, token: JobToken, job: Job) {
+    /// Starts a job: its first poll happens here, on the driver's task, so a handler that finishes
+    /// without waiting (or fails at once) costs no task, no channel message and no wake-up; its
+    /// outcome is handed to the engine after this turn's events. A handler that has to wait
+    /// continues as its own task, and its outcome comes back on the channel.
+    fn start_job(&mut self, token: JobToken, job: Job, cx: &mut Context<'_>) {
         let cancel = CancellationToken::new();
         let ctx = JobContext::new(&job, cancel.clone());
         self.running.insert(token, cancel);
         let handler = self.handlers.get(&job.jobtype).cloned();
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        let done = self.done_tx.clone();
         let rt = self.rt.clone();
-        let task = async move {
-            let outcome = run_to_outcome(handler, &rt, job, ctx).await;
-            match &outcome {
-                Outcome::Ok => tracing::debug!("job succeeded"),
-                other => tracing::warn!(outcome = ?other, "job failed"),
+        let mut job = Box::pin(
+            async move {
+                let outcome = run_to_outcome(handler, &rt, job, ctx).await;
+                match &outcome {
+                    Outcome::Ok => tracing::debug!("job succeeded"),
+                    other => tracing::warn!(outcome = ?other, "job failed"),
+                }
+                outcome
             }
-            let _ = done.unbounded_send((token, outcome));
+            .instrument(span),
+        );
+        match job.as_mut().poll(cx) {
+            Poll::Ready(outcome) => self.finished.push((token, outcome)),
+            Poll::Pending => {
+                let done = self.done_tx.clone();
+                let task = async move {
+                    let outcome = job.await;
+                    let _ = done.unbounded_send((token, outcome));
+                };
+                self.rt.spawn(Abortable::new(task, self.stop_jobs.clone()));
+            }
         }
-        .instrument(span);
-        self.rt.spawn(Abortable::new(task, self.stop_jobs.clone()));
     }
 }
 
