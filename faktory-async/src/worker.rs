@@ -101,6 +101,11 @@ impl<R: Runtime> WorkerBuilder<R> {
 
     /// Registers an async handler for `jobtype`. Its error becomes a FAIL with the error's type
     /// name, message and source chain; a panic becomes a FAIL with errtype `panic`.
+    ///
+    /// The handler's future is first polled on the worker's own task (a handler that completes
+    /// without waiting costs no task of its own); once it waits, it continues as a task of its own
+    /// on the runtime. Do not compute for long before the first `.await` that waits: use
+    /// [`WorkerBuilder::register_blocking`] for CPU-bound or blocking work.
     pub fn register<F, Fut, E>(self, jobtype: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Job) -> Fut + Send + Sync + 'static,
