@@ -500,7 +500,7 @@ impl Connection {
             State::AwaitHi | State::AwaitHelloOk => {
                 if self.handshake_deadline.is_some_and(|d| now >= d) {
                     let what = if self.state == State::AwaitHi {
-                        "the server greeting (HI)"
+                        "the server greeting (HI): if the server expects TLS, use tcp+tls://"
                     } else {
                         "the reply to HELLO"
                     };

@@ -55,14 +55,14 @@ pub enum ConfigError {
     /// Not `tcp://` or `tcp+tls://`.
     #[error("unsupported URL scheme in {0:?}: use tcp:// or tcp+tls://")]
     Scheme(String),
-    /// The host part is missing or malformed.
-    #[error("invalid host in Faktory URL")]
-    Host,
-    /// The port is not a number in 1..=65535.
-    #[error("invalid port in Faktory URL")]
-    Port,
-    /// A `%xx` escape is malformed.
-    #[error("invalid percent-escape in Faktory URL")]
+    /// The host part is missing or malformed (the value, as written).
+    #[error("invalid host {0:?} in Faktory URL: expected a host name, an IPv4 address or [IPv6]")]
+    Host(String),
+    /// The port is not a number in 1..=65535 (the value, as written).
+    #[error("invalid port {0:?} in Faktory URL: expected a number from 1 to 65535")]
+    Port(String),
+    /// A `%xx` escape in the user info is malformed (not shown: it is part of the password).
+    #[error("invalid percent-escape in the password or user name of the Faktory URL")]
     Escape,
     /// `FAKTORY_PROVIDER` names a variable that is not set.
     #[error("FAKTORY_PROVIDER names {0}, which is not set")]
@@ -166,13 +166,17 @@ fn redact(url: &str) -> String {
 
 fn split_host_port(hostport: &str) -> Result<(String, u16), ConfigError> {
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']').ok_or(ConfigError::Host)?;
+        let bad_host = || ConfigError::Host(hostport.to_owned());
+        let (v6, after) = rest.split_once(']').ok_or_else(bad_host)?;
         if v6.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(ConfigError::Host);
+            return Err(bad_host());
         }
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or(ConfigError::Port)?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| ConfigError::Port(p.to_owned()))?,
+            ),
         };
         (v6, port)
     } else {
@@ -185,7 +189,7 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), ConfigError> {
                 !c.is_whitespace() && !c.is_control() && !matches!(c, '[' | ']' | '@' | '%' | '\\')
             });
         if !valid {
-            return Err(ConfigError::Host);
+            return Err(ConfigError::Host(host.to_owned()));
         }
         (host, port)
     };
@@ -194,9 +198,9 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), ConfigError> {
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => match p.parse::<u16>()
         {
             Ok(n) if n > 0 => n,
-            _ => return Err(ConfigError::Port),
+            _ => return Err(ConfigError::Port(p.to_owned())),
         },
-        Some(_) => return Err(ConfigError::Port),
+        Some(p) => return Err(ConfigError::Port(p.to_owned())),
     };
     Ok((host.to_owned(), port))
 }
@@ -265,9 +269,18 @@ mod tests {
         assert_eq!(u.authority(), "[::1]:7419");
         let u = ServerUrl::parse("tcp+tls://:pw@[2001:db8::2]").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("2001:db8::2", 7419));
-        assert_eq!(ServerUrl::parse("tcp://[::1"), Err(ConfigError::Host));
-        assert_eq!(ServerUrl::parse("tcp://[nothex]:1"), Err(ConfigError::Host));
-        assert_eq!(ServerUrl::parse("tcp://[::1]7419"), Err(ConfigError::Port));
+        assert!(matches!(
+            ServerUrl::parse("tcp://[::1"),
+            Err(ConfigError::Host(_))
+        ));
+        assert!(matches!(
+            ServerUrl::parse("tcp://[nothex]:1"),
+            Err(ConfigError::Host(_))
+        ));
+        assert!(matches!(
+            ServerUrl::parse("tcp://[::1]7419"),
+            Err(ConfigError::Port(_))
+        ));
     }
 
     #[test]
@@ -284,26 +297,46 @@ mod tests {
             ServerUrl::parse("redis://h"),
             Err(ConfigError::Scheme(_))
         ));
-        assert_eq!(
+        assert!(matches!(
             ServerUrl::parse("tcp://localhost:0"),
-            Err(ConfigError::Port)
-        );
-        assert_eq!(
+            Err(ConfigError::Port(_))
+        ));
+        assert!(matches!(
             ServerUrl::parse("tcp://localhost:65536"),
-            Err(ConfigError::Port)
-        );
-        assert_eq!(
+            Err(ConfigError::Port(_))
+        ));
+        assert!(matches!(
             ServerUrl::parse("tcp://localhost:port"),
-            Err(ConfigError::Port)
-        );
-        assert_eq!(ServerUrl::parse("tcp://localhost:"), Err(ConfigError::Port));
-        assert_eq!(
+            Err(ConfigError::Port(_))
+        ));
+        assert!(matches!(
+            ServerUrl::parse("tcp://localhost:"),
+            Err(ConfigError::Port(_))
+        ));
+        assert!(matches!(
             ServerUrl::parse("tcp://localhost:+1"),
-            Err(ConfigError::Port)
+            Err(ConfigError::Port(_))
+        ));
+        assert!(matches!(
+            ServerUrl::parse("tcp://:7419"),
+            Err(ConfigError::Host(_))
+        ));
+        // The offending value is in the message.
+        let e = ServerUrl::parse("tcp://h:notaport").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid port \"notaport\" in Faktory URL: expected a number from 1 to 65535"
         );
-        assert_eq!(ServerUrl::parse("tcp://:7419"), Err(ConfigError::Host));
-        assert_eq!(ServerUrl::parse("tcp://"), Err(ConfigError::Host));
-        assert_eq!(ServerUrl::parse("tcp://a b"), Err(ConfigError::Host));
+        let e = ServerUrl::parse("tcp://a b:7419").unwrap_err();
+        assert!(e.to_string().contains("\"a b\""), "{e}");
+        assert!(matches!(
+            ServerUrl::parse("tcp://"),
+            Err(ConfigError::Host(_))
+        ));
+        assert!(matches!(
+            ServerUrl::parse("tcp://a b"),
+            Err(ConfigError::Host(_))
+        ));
         assert_eq!(ServerUrl::parse("tcp://:p%4@h"), Err(ConfigError::Escape));
         assert_eq!(ServerUrl::parse("tcp://:p%zz@h"), Err(ConfigError::Escape));
         assert_eq!(ServerUrl::parse("tcp://:p%ff@h"), Err(ConfigError::Escape));

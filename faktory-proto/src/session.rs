@@ -57,23 +57,22 @@
 //!   timed out) emits `Disconnect` and [`Event::ConnectFailed`]. A pending [`Session::connect`] is
 //!   answered with the error at once (an eager connect fails fast, so a wrong URL is noticed). If
 //!   the error is permanent ([`ConnectionError::is_transient`] is false: a refused password, not a
-//!   Faktory server, a certificate that does not verify), every waiting call is answered with it.
-//!   Otherwise, while calls wait, the next attempt is scheduled after the backoff delay; calls
-//!   whose deadline comes before that retry are answered with the error right away. No call
-//!   waiting: no retry (the next call connects again).
+//!   Faktory server, a certificate that does not verify) or not, every waiting call is answered
+//!   with it: a call waits for one attempt at most, so a server that is down (connection refused,
+//!   unreachable, timed out) is reported within the connect timeout instead of after retries until
+//!   the call's deadline. No attempt is made without a call (the next call connects again, when
+//!   the backoff allows).
 //! - **Backoff.** The first attempt after a drop (or of a new session) starts at once; each failed
 //!   attempt in a row delays the next one by the backoff's next delay, and that delay holds for
-//!   every call (also for a call made later, after a permanent failure too): a call made while the
-//!   next attempt is not due waits for it, or is answered with the last error at once when its
-//!   deadline comes first (so a loop of calls against a server that is down neither hammers it nor
-//!   hangs). Only [`Session::connect`] starts an attempt at once whatever the backoff says. The
-//!   backoff is reset once a connection is ready and has answered something, or has been used and
-//!   dropped.
+//!   every call made later (also after a permanent failure): a call made while the next attempt is
+//!   not due waits for it, or is answered with the last error at once when its deadline comes
+//!   first (so a loop of calls against a server that is down neither hammers it nor hangs). Only
+//!   [`Session::connect`] starts an attempt at once whatever the backoff says. The backoff is reset
+//!   once a connection is ready and has answered something, or has been used and dropped.
 //! - **Overload.** A server over its connection limit answers `+OK` to HELLO, then
-//!   `-ERR too many connections` and closes, before reading any command (PROTOCOL.md §1.6). That
-//!   connection counts as a failed attempt (transient, with backoff, [`Event::ConnectFailed`]), and
-//!   the calls sent on it were not executed: they wait for the next connection (with their original
-//!   deadlines) instead of getting [`Error::OutcomeUnknown`].
+//!   `-ERR too many connections` and closes, before reading any command (docs/protocol.md#overload-after-ok). That connection counts as a failed attempt (transient, with
+//!   backoff, [`Event::ConnectFailed`]), and the calls sent on it were not executed: they are
+//!   answered with that error ([`Error::Connection`]), not with [`Error::OutcomeUnknown`].
 //! - **A drop.** When a ready connection fails (EOF, I/O error, reply timeout, protocol
 //!   violation), every call sent on it and not answered gets [`Error::OutcomeUnknown`]: the server
 //!   may have executed it, so it is never re-sent. The next call opens a new socket at once.
@@ -167,11 +166,12 @@ pub enum Event {
     Disconnect,
     /// The handshake completed (for logs).
     Ready,
-    /// An attempt to connect failed (for logs); `retry_at` is when the next one starts, if any.
+    /// An attempt to connect failed (for logs); `retry_at` is the earliest the next attempt may
+    /// start (the backoff), if any.
     ConnectFailed {
         /// Why.
         error: ConnectionError,
-        /// The next attempt, when calls are waiting and the error is transient.
+        /// The earliest the next attempt may start, when the error is transient.
         retry_at: Option<Instant>,
     },
     /// A call is answered.
@@ -719,7 +719,7 @@ impl Session {
             !self.proven && matches!(error, Some(ConnectionError::TooManyConnections(_)));
         let source = error.unwrap_or(ConnectionError::Closed);
         if overloaded {
-            // The server refused the connection before reading any command (PROTOCOL.md §1.6):
+            // The server refused the connection before reading any command (docs/protocol.md#overload-after-ok):
             // the calls sent on it were not executed, and wait for the next connection.
             let mut back = Vec::new();
             for f in std::mem::take(&mut self.in_flight) {
@@ -800,20 +800,12 @@ impl Session {
                 None
             }
         };
-        let due = |deadline: Option<Instant>| match retry_at {
-            Some(retry) => deadline.is_some_and(|d| d <= retry),
-            None => true,
-        };
-        let (expired, kept): (VecDeque<Waiting>, VecDeque<Waiting>) =
-            std::mem::take(&mut self.waiting)
-                .into_iter()
-                .partition(|w| due(w.deadline));
-        self.waiting = kept;
-        answers.extend(expired.into_iter().map(|w| (w.call, error.clone())));
-        self.events.push_back(Event::ConnectFailed {
-            error,
-            retry_at: retry_at.filter(|_| !self.waiting.is_empty()),
-        });
+        // A call waits for one attempt at most: a server that is down is reported within the
+        // connect timeout, not after retries until the call's deadline.
+        let failed = std::mem::take(&mut self.waiting);
+        answers.extend(failed.into_iter().map(|w| (w.call, error.clone())));
+        self.events
+            .push_back(Event::ConnectFailed { error, retry_at });
         for (call, source) in answers {
             let error = self.connection_error(source);
             self.answer(call, Err(error));

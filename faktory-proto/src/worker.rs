@@ -311,9 +311,13 @@ pub struct Unconfirmed {
     pub ack: bool,
 }
 
-/// The end of a worker's life.
+/// The end of a worker's life. Check it: [`StopReport::is_clean`] is false when the server refused
+/// the worker for good ([`StopReason::Fatal`]: a wrong password, a certificate that does not
+/// verify) or when outcomes or FETCHes were left to reservation expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a worker can stop because the server refused it (StopReason::Fatal): check \
+              StopReport::is_clean or the reason, and exit non-zero when it is not clean"]
 pub struct StopReport {
     /// Why it stopped.
     pub reason: StopReason,
@@ -325,9 +329,13 @@ pub struct StopReport {
 }
 
 impl StopReport {
-    /// Every outcome was confirmed and no FETCH was abandoned.
+    /// The worker stopped as asked (shutdown or terminate), every outcome was confirmed and no
+    /// FETCH was abandoned. False after a [`StopReason::Fatal`] stop: a worker the server refused
+    /// did no work, and a process that exits 0 then hides it.
     pub fn is_clean(&self) -> bool {
-        self.unconfirmed.is_empty() && self.abandoned_fetches == 0
+        !matches!(self.reason, StopReason::Fatal(_))
+            && self.unconfirmed.is_empty()
+            && self.abandoned_fetches == 0
     }
 }
 
@@ -914,11 +922,22 @@ impl Worker {
                 error,
             } => tracing::warn!(conn = conn.0, command, %error, "faktory command failed"),
             Event::StateChanged(state) => tracing::info!(?state, "faktory worker lifecycle"),
-            Event::Stopped(report) => tracing::info!(
-                reason = ?report.reason,
-                clean = report.is_clean(),
-                "faktory worker stopped"
-            ),
+            Event::Stopped(report) => match &report.reason {
+                StopReason::Fatal(error) => tracing::error!(
+                    %error,
+                    "faktory worker stopped: the server refused it (fix the configuration)"
+                ),
+                reason if report.is_clean() => {
+                    tracing::info!(?reason, "faktory worker stopped");
+                }
+                reason => tracing::warn!(
+                    ?reason,
+                    unconfirmed = report.unconfirmed.len(),
+                    abandoned_fetches = report.abandoned_fetches,
+                    "faktory worker stopped; some outcomes were not confirmed (their jobs return \
+                     when their reservations expire)"
+                ),
+            },
             _ => {}
         }
         self.events.push_back(event);

@@ -300,8 +300,8 @@ fn eager_connect_fails_fast_without_retry() {
     assert!(
         matches!(
             &ev[..],
-            [Event::Disconnect, Event::ConnectFailed { retry_at: None, error: ConnectionError::Connect(f) }]
-                if f.phase == ConnectPhase::Tcp
+            [Event::Disconnect, Event::ConnectFailed { retry_at: Some(t), error: ConnectionError::Connect(f) }]
+                if f.phase == ConnectPhase::Tcp && *t == h.ms(100)
         ),
         "{ev:?}"
     );
@@ -396,13 +396,14 @@ fn a_call_times_out_waiting_for_a_connection_when_no_attempt_failed() {
             [
                 Event::Disconnect,
                 Event::ConnectFailed {
-                    retry_at: None,
+                    retry_at: Some(_),
                     error: ConnectionError::Timeout(_)
                 }
             ]
         ),
         "{ev:?}"
     );
+    assert_eq!(h.s.poll_timeout(), None, "no call waits: no retry");
 }
 
 #[test]
@@ -410,7 +411,8 @@ fn a_call_waiting_for_a_connection_gets_the_last_connect_failure() {
     let mut c = config();
     c.request_timeout = Duration::from_secs(1);
     let mut h = H::new(c);
-    let call = h.call(Command::Info);
+    // A call waits for one attempt at most: a refused connection answers it at once.
+    let first = h.call(Command::Info);
     h.drain();
     h.connect_failed(refused());
     let ev = h.drain();
@@ -419,14 +421,24 @@ fn a_call_waiting_for_a_connection_gets_the_last_connect_failure() {
         matches!(&ev[..], [Event::Disconnect, Event::ConnectFailed { retry_at: Some(t), .. }] if *t == retry),
         "{ev:?}"
     );
+    assert!(matches!(
+        connect_source(h.answer(first)),
+        ConnectionError::Connect(f) if f.reason == "connection refused"
+    ));
+    // A call made during the backoff waits for the retry...
+    let call = h.at(50).call(Command::Info);
+    assert!(
+        h.drain().is_empty(),
+        "no socket before the backoff allows it"
+    );
     assert_eq!(h.s.poll_timeout(), Some(retry));
     h.at(100).timeout();
     let ev = h.drain();
     assert!(matches!(&ev[..], [Event::Connect]), "{ev:?}");
-    // This attempt hangs (the socket opens, the server says nothing): the call's deadline comes
+    // ...whose attempt hangs (the socket opens, the server says nothing): the call's deadline comes
     // first, and it gets the failure of the attempt before.
     h.connected();
-    h.at(1000).timeout();
+    h.at(1050).timeout();
     h.drain();
     assert!(matches!(
         connect_source(h.answer(call)),
@@ -435,14 +447,15 @@ fn a_call_waiting_for_a_connection_gets_the_last_connect_failure() {
 }
 
 #[test]
-fn transient_failures_retry_with_backoff_while_calls_wait() {
+fn each_call_gets_one_attempt_and_the_next_attempts_follow_the_backoff() {
     let mut c = config();
     c.request_timeout = Duration::from_secs(30);
     let mut h = H::new(c);
-    let call = h.call(Command::Flush);
-    h.drain();
-    // Attempts at 0, 100, 300, 700: delays 100, 200, 400 ms.
+    // A server that is down: each call is answered after one attempt; the attempts of the calls
+    // that follow are spaced by the backoff (100, 200, 400 ms).
     let mut at = 0;
+    let mut call = h.call(Command::Flush);
+    h.drain();
     for delay in [100, 200, 400] {
         h.at(at).connect_failed(refused());
         let ev = h.drain();
@@ -450,6 +463,12 @@ fn transient_failures_retry_with_backoff_while_calls_wait() {
             matches!(&ev[..], [Event::Disconnect, Event::ConnectFailed { retry_at: Some(t), .. }] if *t == h.ms(at + delay)),
             "{ev:?}"
         );
+        assert!(
+            matches!(connect_source(h.answer(call)), ConnectionError::Connect(_)),
+            "answered after its one attempt"
+        );
+        call = h.at(at + 1).call(Command::Flush);
+        assert!(h.drain().is_empty(), "not before the retry");
         assert_eq!(h.s.poll_timeout(), Some(h.ms(at + delay)));
         h.at(at + delay - 1).timeout();
         assert!(h.drain().is_empty(), "not before the retry");
@@ -457,7 +476,7 @@ fn transient_failures_retry_with_backoff_while_calls_wait() {
         h.at(at).timeout();
         let ev = h.drain();
         assert!(matches!(&ev[..], [Event::Connect]), "{ev:?}");
-        assert!(!h.answered(call), "the call still waits");
+        assert!(!h.answered(call), "the call waits for its attempt");
     }
     h.handshake();
     assert_eq!(h.take_wire(), b"FLUSH\r\n");
@@ -473,26 +492,27 @@ fn calls_whose_deadline_comes_before_the_retry_are_answered_at_once() {
     c.request_timeout = Duration::from_secs(1);
     c.backoff.initial = Duration::from_millis(800);
     let mut h = H::new(c);
-    let a = h.call(Command::Info);
+    let z = h.call(Command::Info);
     h.drain();
     h.connect_failed(refused());
     h.drain();
-    assert!(
-        !h.answered(a),
-        "its deadline (1 s) is after the retry (800 ms)"
-    );
+    assert!(h.answered(z), "one attempt per call");
+    // A call made during the backoff, whose deadline (1.7 s) is after the retry (800 ms): waits.
+    let a = h.at(700).call(Command::Info);
+    assert!(h.drain().is_empty());
+    assert!(!h.answered(a));
     h.at(800).timeout();
     h.drain();
     h.at(850).connect_failed(refused());
     let ev = h.drain();
-    // Next retry at 850 + 1600 ms, after the call's deadline: answered now, and nothing waits.
+    // Its attempt failed: answered now, and nothing waits (the next attempt: 850 + 1600 ms).
     assert!(
         matches!(
             &ev[..],
             [
                 Event::Disconnect,
-                Event::ConnectFailed { retry_at: None, .. }
-            ]
+                Event::ConnectFailed { retry_at: Some(t), .. }
+            ] if *t == h.ms(2450)
         ),
         "{ev:?}"
     );
@@ -662,10 +682,11 @@ fn an_io_error_or_a_reply_timeout_is_a_drop_too() {
 #[test]
 fn the_backoff_is_reset_once_a_connection_was_ready() {
     let mut h = H::new(config());
-    let a = h.call(Command::Info);
+    h.call(Command::Info);
     h.drain();
     h.connect_failed(refused()); // retry after 100 ms
     h.drain();
+    h.at(50).call(Command::Info);
     h.at(100).timeout();
     h.drain();
     h.connect_failed(refused()); // retry after 200 ms
@@ -673,6 +694,7 @@ fn the_backoff_is_reset_once_a_connection_was_ready() {
     assert!(
         matches!(&ev[..], [_, Event::ConnectFailed { retry_at: Some(t), .. }] if *t == h.ms(300))
     );
+    let a = h.at(150).call(Command::Info);
     h.at(300).timeout();
     h.drain();
     h.handshake();
@@ -712,13 +734,21 @@ fn too_many_connections_is_a_failed_attempt_and_its_calls_were_not_executed() {
         ),
         "{ev:?}"
     );
+    // The server read none of it: the call failed to connect (it was not executed), it is not an
+    // unknown outcome.
     assert!(
-        !h.answered(a),
-        "the server read none of it: the call waits again"
+        matches!(
+            connect_source(h.answer(a)),
+            ConnectionError::TooManyConnections(_)
+        ),
+        "{:?}",
+        h.answer(a)
     );
+    // The next call waits for the backoff; refused again, in the same chunk as +OK: the call was
+    // never written this time.
+    let b = h.at(50).call(Command::Flush);
     h.at(100).timeout();
     h.drain();
-    // Refused again, in the same chunk as +OK: the call was never written this time.
     h.connected();
     h.input(HI);
     h.drain();
@@ -729,17 +759,19 @@ fn too_many_connections_is_a_failed_attempt_and_its_calls_were_not_executed() {
         "the backoff grows: {ev:?}"
     );
     assert_eq!(h.take_wire(), HELLO);
+    assert!(matches!(
+        connect_source(h.answer(b)),
+        ConnectionError::TooManyConnections(_)
+    ));
+    // A connection that takes it.
+    let c = h.at(250).call(Command::Flush);
     h.at(300).timeout();
     h.drain();
     h.handshake();
-    assert_eq!(
-        h.take_wire(),
-        b"FLUSH\r\n",
-        "sent once more, on a connection that took it"
-    );
+    assert_eq!(h.take_wire(), b"FLUSH\r\n");
     h.input(OK);
     h.drain();
-    assert!(matches!(h.answer(a), Ok(Ok(Reply::Ok))));
+    assert!(matches!(h.answer(c), Ok(Ok(Reply::Ok))));
 }
 
 #[test]
@@ -918,10 +950,12 @@ fn close_while_connecting_abandons_the_attempt() {
 
     // Waiting for a retry.
     let mut h = H::new(config());
-    let a = h.call(Command::Info);
+    h.call(Command::Info);
     h.drain();
     h.connect_failed(refused());
     h.drain();
+    let a = h.at(50).call(Command::Info);
+    assert!(h.drain().is_empty(), "waits for the backoff");
     let close = h.close();
     let ev = h.drain();
     assert!(matches!(&ev[..], [Event::Closed]), "{ev:?}");
@@ -991,11 +1025,17 @@ fn the_attempt_deadline_covers_the_socket_and_the_handshake() {
         ),
         "{ev:?}"
     );
-    assert!(!h.answered(a), "transient: the call waits for the retry");
+    assert!(
+        matches!(
+            connect_source(h.answer(a)),
+            ConnectionError::Timeout("the socket to open")
+        ),
+        "one attempt per call"
+    );
     // The driver's late report of that socket is ignored (it was told to abandon it).
     h.connected();
     assert!(h.drain().is_empty());
-    assert!(h.s.poll_timeout().is_some());
+    assert_eq!(h.s.poll_timeout(), None, "nothing waits");
 
     // The socket opens after 500 ms and the server says nothing: the handshake gets what is left.
     let mut h = H::new(c);
@@ -1012,7 +1052,9 @@ fn the_attempt_deadline_covers_the_socket_and_the_handshake() {
             [
                 Event::Disconnect,
                 Event::ConnectFailed {
-                    error: ConnectionError::Timeout("the server greeting (HI)"),
+                    error: ConnectionError::Timeout(
+                        "the server greeting (HI): if the server expects TLS, use tcp+tls://"
+                    ),
                     ..
                 }
             ]

@@ -18,6 +18,12 @@ fn first_open(w: &mut Worker) -> faktory_proto::worker::ConnId {
 fn stopped(w: &mut Worker) -> Option<StopReason> {
     while let Some(ev) = w.poll_event() {
         if let Event::Stopped(report) = ev {
+            // A worker the server refused did no work: never a clean stop.
+            assert_eq!(
+                report.is_clean(),
+                !matches!(report.reason, StopReason::Fatal(_)),
+                "{report:?}"
+            );
             return Some(report.reason);
         }
     }

@@ -643,6 +643,7 @@ fn a_refused_password_is_fatal_before_the_first_connection() {
     let mut h = Harness::new_with(cfg, ok_after(10), |s| s.store.reject_hello = true);
     let report = h.run_until_stopped(10 * S);
     assert!(matches!(report.reason, StopReason::Fatal(_)), "{report:?}");
+    assert!(!report.is_clean(), "a refused worker never stops clean");
     assert!(h.open.is_empty());
     assert_eq!(h.opened.len(), 1);
 }

@@ -220,7 +220,8 @@ pub async fn blocking_handler_and_unknown_jobtype<H: Harness>() {
         .await
     );
     stop.stop();
-    join_within::<H>(run, LONG).await;
+    let report = join_within::<H>(run, LONG).await;
+    assert!(report.is_clean(), "{report:?}");
     assert_eq!(ran.get(), 1);
     let f = kit
         .failures()
