@@ -125,6 +125,17 @@ impl faktory_async::Runtime for AsyncStd {
         sleep.set_at(deadline);
     }
 
+    fn termination_signals(&self) -> Option<faktory_async::TerminationSignals> {
+        use async_signal::{Signal, Signals};
+        use futures_core::Stream;
+        let mut signals = Signals::new([Signal::Term, Signal::Int]).ok()?;
+        Some(faktory_async::termination_signals(move |cx| {
+            Pin::new(&mut signals)
+                .poll_next(cx)
+                .map(|signal| signal.map(|_| ()))
+        }))
+    }
+
     #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
     fn connect_tcp(
         &self,

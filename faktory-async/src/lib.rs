@@ -66,7 +66,7 @@ mod worker;
 
 pub use client::{Client, ClientBuilder};
 pub use handler::{BoxError, JobContext};
-pub use runtime::{Runtime, configure_tcp};
+pub use runtime::{Runtime, TerminationSignals, configure_tcp, termination_signals};
 pub use token::CancellationToken;
 pub use transport::AsyncStream;
 #[cfg(feature = "tls")]

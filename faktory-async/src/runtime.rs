@@ -95,6 +95,34 @@ pub trait Runtime: Clone + Debug + Send + Sync + 'static {
         &self,
         addr: SocketAddr,
     ) -> impl Future<Output = io::Result<Self::Tcp>> + Send + 'static;
+
+    /// The process's termination requests, one item per signal: SIGTERM (what systemd, Docker and
+    /// Kubernetes send) and SIGINT (Ctrl-C) on Unix. A [`Worker`](crate::Worker) that handles
+    /// signals (the default) shuts down gracefully on the first and stops waiting for running jobs
+    /// on the second. `None` (the default implementation): the runtime cannot listen for signals.
+    /// Build one with [`termination_signals`].
+    fn termination_signals(&self) -> Option<TerminationSignals> {
+        None
+    }
+}
+
+/// A stream of termination requests (see [`Runtime::termination_signals`]).
+pub type TerminationSignals = Pin<Box<dyn futures_core::Stream<Item = ()> + Send + 'static>>;
+
+/// Makes [`TerminationSignals`] from a poll function: `Ready(Some(()))` for each signal,
+/// `Ready(None)` when no more can come, `Pending` (with the waker registered) otherwise.
+pub fn termination_signals(
+    poll: impl FnMut(&mut Context<'_>) -> Poll<Option<()>> + Send + 'static,
+) -> TerminationSignals {
+    // Boxed, so the closure never has to be pinned in place.
+    struct PollFn<F>(Box<F>);
+    impl<F: FnMut(&mut Context<'_>) -> Poll<Option<()>>> futures_core::Stream for PollFn<F> {
+        type Item = ();
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+            (self.0)(cx)
+        }
+    }
+    Box::pin(PollFn(Box::new(poll)))
 }
 
 /// How long a TCP connection may stay idle before the OS starts probing the peer.

@@ -49,6 +49,7 @@ pub struct WorkerBuilder<R: Runtime> {
     settings: WorkerSettings,
     handlers: HashMap<String, Arc<dyn Handler<R>>>,
     shutdown: Option<ShutdownSignal>,
+    handle_signals: bool,
     runtime: R,
     tls: TlsSettings,
 }
@@ -87,6 +88,7 @@ impl<R: Runtime> WorkerBuilder<R> {
             settings,
             handlers: HashMap::new(),
             shutdown: None,
+            handle_signals: true,
             runtime,
             tls: TlsSettings::default(),
         }
@@ -145,13 +147,25 @@ impl<R: Runtime> WorkerBuilder<R> {
     }
 
     /// When this future completes, the worker shuts down gracefully (a
-    /// [`CancellationToken`](crate::CancellationToken)'s `cancelled_owned()`, a signal handler's
-    /// future, …).
+    /// [`CancellationToken`](crate::CancellationToken)'s `cancelled_owned()`, …). It works beside
+    /// the termination signals (see [`WorkerBuilder::handle_signals`]): whichever comes first.
     pub fn shutdown_signal<F>(mut self, signal: F) -> Self
     where
         F: Future<Output = ()> + Send + 'static,
     {
         self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    /// Whether the worker shuts down on the process's termination signals while it runs (default
+    /// `true`; [`Runtime::termination_signals`]): on SIGTERM or SIGINT (Ctrl-C) it stops fetching,
+    /// gives running jobs the grace period ([`WorkerBuilder::grace_period`], 25 s by default),
+    /// FAILs what still runs (so it is retried), waits for the server to confirm every ACK and FAIL
+    /// and returns; a second signal ends the grace period at once. The handlers are installed when
+    /// [`Worker::run`] starts; as with any signal handler in the process, SIGINT then no longer
+    /// kills the process by itself, so let `run` return and exit.
+    pub fn handle_signals(mut self, handle: bool) -> Self {
+        self.handle_signals = handle;
         self
     }
 
@@ -261,6 +275,7 @@ impl<R: Runtime> WorkerBuilder<R> {
             handlers: self.handlers,
             dialer,
             shutdown: self.shutdown,
+            handle_signals: self.handle_signals,
             runtime: self.runtime,
         })
     }
@@ -281,6 +296,7 @@ pub struct Worker<R: Runtime> {
     handlers: HashMap<String, Arc<dyn Handler<R>>>,
     dialer: Arc<Dialer<R>>,
     shutdown: Option<ShutdownSignal>,
+    handle_signals: bool,
     runtime: R,
 }
 

@@ -12,9 +12,9 @@ use crate::worker::Msg;
 /// at once (a second Ctrl-C). It wakes the worker at once; it may be called before the worker
 /// runs, and one handle may stop several workers.
 ///
-/// This crate takes no signal-handling dependency: wire your signal handler to the handle, e.g.
-/// with the `ctrlc` crate (`ctrlc::set_handler(move || stop.shutdown())`), `signal-hook`'s
-/// iterator thread, or any thread of yours. The calls take a mutex, so call them from a thread,
+/// A worker fires its handle on SIGTERM and SIGINT by itself (see
+/// [`WorkerBuilder::handle_signals`](crate::WorkerBuilder::handle_signals)); call it from any
+/// thread of yours for other reasons to stop. The calls take a mutex, so call them from a thread,
 /// not from inside a raw signal handler.
 #[derive(Clone, Default)]
 pub struct ShutdownHandle {
@@ -73,5 +73,71 @@ impl ShutdownHandle {
         let mut s = lock(&self.inner);
         s.wakers.push(tx);
         s.level
+    }
+}
+
+/// Fires `handle` on SIGTERM and SIGINT (the first: [`ShutdownHandle::shutdown`], the next:
+/// [`ShutdownHandle::shutdown_now`]) from a thread of its own, until the returned guard is dropped.
+/// `None` when the handlers cannot be installed (then only the handle stops the worker).
+#[cfg(unix)]
+pub(crate) fn on_termination_signals(handle: &ShutdownHandle) -> Option<SignalGuard> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "faktory worker: cannot listen for SIGTERM/SIGINT");
+            return None;
+        }
+    };
+    let close = signals.handle();
+    let handle = handle.clone();
+    let thread = std::thread::Builder::new()
+        .name("faktory-signals".into())
+        .spawn(move || {
+            for (n, _) in signals.forever().enumerate() {
+                if n == 0 {
+                    tracing::info!(
+                        "faktory worker: termination signal, shutting down (a second one stops \
+                         waiting for running jobs)"
+                    );
+                    handle.shutdown();
+                } else {
+                    tracing::warn!(
+                        "faktory worker: second termination signal, running jobs are FAILed now"
+                    );
+                    handle.shutdown_now();
+                }
+            }
+        })
+        .ok()?;
+    Some(SignalGuard {
+        close,
+        thread: Some(thread),
+    })
+}
+
+/// No signal handling off Unix: the handle stops the worker.
+#[cfg(not(unix))]
+pub(crate) fn on_termination_signals(_handle: &ShutdownHandle) -> Option<SignalGuard> {
+    None
+}
+
+/// Removes the signal handlers (and ends their thread) when dropped.
+pub(crate) struct SignalGuard {
+    #[cfg(unix)]
+    close: signal_hook::iterator::Handle,
+    #[cfg(unix)]
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            self.close.close();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 }

@@ -64,6 +64,7 @@ pub struct WorkerBuilder {
     settings: WorkerSettings,
     handlers: HashMap<String, Arc<Handler>>,
     shutdown: Option<ShutdownHandle>,
+    handle_signals: bool,
     #[cfg(feature = "tls")]
     tls: crate::TlsConfig,
 }
@@ -178,6 +179,7 @@ impl WorkerBuilder {
             settings,
             handlers: HashMap::new(),
             shutdown: None,
+            handle_signals: true,
             #[cfg(feature = "tls")]
             tls: crate::TlsConfig::default(),
         }
@@ -224,6 +226,18 @@ impl WorkerBuilder {
         self
     }
 
+    /// Whether the worker shuts down on the process's termination signals while it runs (default
+    /// `true`; Unix, through `signal-hook`): on SIGTERM (what systemd, Docker and Kubernetes send)
+    /// or SIGINT (Ctrl-C) it stops fetching, gives running jobs the grace period
+    /// ([`WorkerBuilder::grace_period`], 25 s by default), FAILs what still runs (so it is
+    /// retried), waits for the server to confirm every ACK and FAIL and returns; a second signal
+    /// ends the grace period at once. The handler is installed when [`Worker::run`] starts and
+    /// removed when it returns.
+    pub fn handle_signals(mut self, handle: bool) -> Self {
+        self.handle_signals = handle;
+        self
+    }
+
     /// How certificates are verified on `tcp+tls://` (webpki roots by default).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::TlsConfig) -> Self {
@@ -250,6 +264,7 @@ impl WorkerBuilder {
             handlers: Arc::new(self.handlers),
             target: Arc::new(target),
             shutdown: self.shutdown.unwrap_or_default(),
+            handle_signals: self.handle_signals,
             concurrency,
             write_timeout,
         })
@@ -276,6 +291,7 @@ pub struct Worker {
     handlers: Arc<HashMap<String, Arc<Handler>>>,
     target: Arc<Target>,
     shutdown: ShutdownHandle,
+    handle_signals: bool,
     concurrency: usize,
     write_timeout: Duration,
 }
@@ -340,6 +356,10 @@ impl Worker {
         let mut out: Vec<(ConnId, BytesMut)> = Vec::new();
         let mut next_rss = Instant::now();
         tracing::info!(wid = %self.engine.wid(), server = %self.target.authority(), "faktory worker starting");
+        let _signals = self
+            .handle_signals
+            .then(|| crate::shutdown::on_termination_signals(&self.shutdown))
+            .flatten();
         match self.shutdown.register(tx.clone()) {
             0 => {}
             1 => self.engine.shutdown(Instant::now()),

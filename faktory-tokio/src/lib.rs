@@ -51,6 +51,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+#[cfg(unix)]
+use std::task::Poll;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -83,6 +85,22 @@ impl faktory_async::Runtime for Tokio {
 
     fn reset_sleep(&self, sleep: Pin<&mut tokio::time::Sleep>, deadline: Instant) {
         sleep.reset(deadline.into());
+    }
+
+    #[cfg(unix)]
+    fn termination_signals(&self) -> Option<faktory_async::TerminationSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = (
+            signal(SignalKind::terminate()).ok()?,
+            signal(SignalKind::interrupt()).ok()?,
+        );
+        Some(faktory_async::termination_signals(move |cx| {
+            match (term.poll_recv(cx), int.poll_recv(cx)) {
+                (Poll::Ready(Some(())), _) | (_, Poll::Ready(Some(()))) => Poll::Ready(Some(())),
+                (Poll::Ready(None), Poll::Ready(None)) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        }))
     }
 
     #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static

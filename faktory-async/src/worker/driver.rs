@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use super::{ShutdownSignal, Worker};
 use crate::handler::{Handler, JobContext, run_to_outcome};
-use crate::runtime::{self, Runtime, Timer};
+use crate::runtime::{self, Runtime, TerminationSignals, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
 use crate::transport::Dialer;
@@ -53,8 +53,14 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         handlers,
         dialer,
         shutdown,
+        handle_signals,
         runtime,
     } = worker;
+    let signals = if handle_signals {
+        runtime.termination_signals()
+    } else {
+        None
+    };
     let (done_tx, done_rx) = mpsc::unbounded();
     tracing::info!(wid = %engine.wid(), server = %dialer.authority(), "faktory worker starting");
     let mut driver = Driver {
@@ -70,6 +76,8 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         finished: Vec::new(),
         stop_jobs: CancellationToken::new(),
         shutdown,
+        signals,
+        signals_seen: 0,
         timer: Timer::new(),
         rbuf: vec![0; READ_BUFFER].into_boxed_slice(),
         next_rss: Instant::now(),
@@ -104,6 +112,9 @@ struct Driver<R: Runtime> {
     /// Fired when the worker stops: drops every job task still running.
     stop_jobs: CancellationToken,
     shutdown: Option<ShutdownSignal>,
+    /// The process's termination signals, when the worker handles them.
+    signals: Option<TerminationSignals>,
+    signals_seen: u32,
     timer: Timer<R>,
     rbuf: Box<[u8]>,
     next_rss: Instant,
@@ -152,6 +163,28 @@ impl<R: Runtime> Driver<R> {
                 tracing::info!("faktory worker shutting down");
                 self.engine.shutdown(now);
                 progress = true;
+            }
+        }
+        while let Some(signals) = &mut self.signals {
+            match signals.as_mut().poll_next(cx) {
+                Poll::Ready(Some(())) => {
+                    self.signals_seen += 1;
+                    if self.signals_seen == 1 {
+                        tracing::info!(
+                            "faktory worker: termination signal, shutting down (a second one stops \
+                             waiting for running jobs)"
+                        );
+                        self.engine.shutdown(now);
+                    } else {
+                        tracing::warn!(
+                            "faktory worker: second termination signal, running jobs are FAILed now"
+                        );
+                        self.engine.shutdown_now(now);
+                    }
+                    progress = true;
+                }
+                Poll::Ready(None) => self.signals = None,
+                Poll::Pending => break,
             }
         }
         while let Poll::Ready(Some((token, outcome))) = Pin::new(&mut self.done_rx).poll_next(cx) {
