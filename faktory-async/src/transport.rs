@@ -200,29 +200,11 @@ impl<R: Runtime> Dialer<R> {
     }
 }
 
-/// A failed TLS handshake: permanent when the server's certificate is the problem (another attempt
-/// would meet the same certificate), transient otherwise (reset, EOF, …).
+/// A failed TLS handshake, classified once in `faktory_proto::tls` (certificate problems and a
+/// plain-text server are permanent, with a hint).
 #[cfg(feature = "tls")]
 fn tls_failure(error: &std::io::Error) -> ConnectFailure {
-    use rustls::Error as E;
-    let certificate = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<E>())
-        .is_some_and(|e| {
-            matches!(
-                e,
-                E::InvalidCertificate(_)
-                    | E::NoCertificatesPresented
-                    | E::UnsupportedNameType
-                    | E::InvalidCertRevocationList(_)
-            )
-        });
-    let reason = error.to_string();
-    if certificate {
-        ConnectFailure::permanent(ConnectPhase::Tls, reason)
-    } else {
-        ConnectFailure::transient(ConnectPhase::Tls, reason)
-    }
+    faktory_proto::tls::failure_of(error.get_ref(), || error.to_string())
 }
 
 #[cfg(test)]

@@ -165,42 +165,11 @@ impl Target {
     }
 }
 
-/// A failed TLS handshake: permanent when the server's certificate (or what it thinks of ours, or
-/// the protocol versions it offers) makes every attempt fail the same way; transient when the
-/// transport failed underneath (reset, EOF).
+/// A failed TLS handshake, classified once in `faktory_proto::tls` (certificate problems, what the
+/// server refuses of ours and a plain-text server are permanent).
 #[cfg(feature = "tls")]
 fn tls_failure(e: &io::Error) -> ConnectFailure {
-    use rustls::AlertDescription as A;
-    let tls = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let permanent = match tls {
-        Some(
-            rustls::Error::InvalidCertificate(_)
-            | rustls::Error::NoCertificatesPresented
-            | rustls::Error::UnsupportedNameType
-            | rustls::Error::PeerIncompatible(_),
-        ) => true,
-        Some(rustls::Error::AlertReceived(alert)) => matches!(
-            alert,
-            A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateRevoked
-                | A::CertificateExpired
-                | A::CertificateUnknown
-                | A::UnknownCA
-                | A::CertificateRequired
-                | A::ProtocolVersion
-                | A::HandshakeFailure
-        ),
-        _ => false,
-    };
-    let reason = e.to_string();
-    if permanent {
-        ConnectFailure::permanent(ConnectPhase::Tls, reason)
-    } else {
-        ConnectFailure::transient(ConnectPhase::Tls, reason)
-    }
+    faktory_proto::tls::failure_of(e.get_ref(), || e.to_string())
 }
 
 /// A connected stream, before it is split.

@@ -40,11 +40,11 @@
 //!   emits [`Event::Connect`]. Every `Connect` is matched by exactly one [`Event::Disconnect`] (also
 //!   when opening the socket failed); at most one socket exists at a time, and after `Disconnect`
 //!   the driver reports nothing more for that socket. An attempt (socket, TLS and handshake) must
-//!   complete within `connect_timeout`: the session enforces it (a socket not reported open in time
-//!   fails the attempt with [`ConnectionError::Timeout`]; the handshake's own deadline is what is
-//!   left of `connect_timeout` once the socket is open), and adapters should bound the socket and
-//!   TLS steps by it too, so the failure they report names its
-//!   [`ConnectPhase`](crate::client::ConnectPhase).
+//!   complete within `connect_timeout`: adapters bound the socket and TLS steps by it, so the
+//!   failure they report names its [`ConnectPhase`](crate::client::ConnectPhase); the handshake's
+//!   own deadline is what is left of `connect_timeout` once the socket is open; and the session
+//!   gives up on a socket not reported open 250 ms after the budget (a backstop for drivers that
+//!   do not bound their steps: [`ConnectionError::Timeout`]).
 //! - **Calls.** Each call gets exactly one [`Event::Answer`]. Calls made while no connection is
 //!   ready wait, in order, and are sent (pipelined) the moment the handshake completes. A call
 //!   waits at most `request_timeout` from the moment it was made until it is sent: then it is
@@ -228,8 +228,14 @@ pub struct Session {
 enum Link {
     /// No socket.
     None,
-    /// `Connect` was emitted; the attempt must complete by `deadline`.
-    Opening { deadline: Option<Instant> },
+    /// `Connect` was emitted; the attempt must complete by `deadline` (what the handshake gets is
+    /// what is left of it). The session gives up on a socket not reported open at `backstop`, a
+    /// little later, so that a driver that bounds its own steps by the same budget reports its
+    /// failure first, naming the phase.
+    Opening {
+        deadline: Option<Instant>,
+        backstop: Option<Instant>,
+    },
     /// The socket is open; its protocol.
     Open(Box<client::Connection>),
 }
@@ -257,6 +263,8 @@ struct InFlight {
 
 /// What an attempt that timed out waited for.
 const ATTEMPT_TIMEOUT: &str = "the socket to open";
+/// How long after the connect budget the session gives up on a socket the driver did not report.
+const OPENING_GRACE: Duration = Duration::from_millis(250);
 /// What a call that timed out before it was sent waited for.
 const CALL_TIMEOUT: &str = "a connection";
 
@@ -389,7 +397,7 @@ impl Session {
     /// The socket asked for by [`Event::Connect`] is open (TCP and TLS): the server's HI is next.
     pub fn handle_connected(&mut self, now: Instant) {
         let now = self.tick(now);
-        if let Link::Opening { deadline } = self.link {
+        if let Link::Opening { deadline, .. } = self.link {
             let mut options = self.config.options.clone();
             options.handshake_timeout =
                 deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
@@ -444,7 +452,7 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
         match &mut self.link {
-            Link::Opening { deadline } if deadline.is_some_and(|d| now >= d) => {
+            Link::Opening { backstop, .. } if backstop.is_some_and(|d| now >= d) => {
                 self.link = Link::None;
                 self.attempt_failed(ConnectionError::Timeout(ATTEMPT_TIMEOUT), now);
             }
@@ -478,7 +486,7 @@ impl Session {
         let link = match &self.link {
             Link::None if !self.waiting.is_empty() => self.retry_at,
             Link::None => None,
-            Link::Opening { deadline } => *deadline,
+            Link::Opening { backstop, .. } => *backstop,
             Link::Open(conn) => conn.poll_timeout(),
         };
         // Deadlines grow with the order of the calls (time never runs backwards here).
@@ -550,8 +558,10 @@ impl Session {
     fn start_attempt(&mut self, now: Instant) {
         self.retry_at = None;
         self.sockets = self.sockets.saturating_add(1);
+        let deadline = now.checked_add(self.config.connect_timeout);
         self.link = Link::Opening {
-            deadline: now.checked_add(self.config.connect_timeout),
+            deadline,
+            backstop: deadline.and_then(|d| d.checked_add(OPENING_GRACE)),
         };
         self.ready = false;
         self.proven = false;

@@ -111,27 +111,56 @@ impl TlsConfig {
 /// assert!(failure.reason.contains("tcp://"), "{}", failure.reason);
 /// ```
 pub fn handshake_failure(error: &rustls::Error) -> ConnectFailure {
+    use rustls::AlertDescription as A;
+    use rustls::Error as E;
     match error {
-        rustls::Error::InvalidCertificate(_)
-        | rustls::Error::NoCertificatesPresented
-        | rustls::Error::UnsupportedNameType => ConnectFailure::permanent(
+        E::InvalidCertificate(_)
+        | E::NoCertificatesPresented
+        | E::UnsupportedNameType
+        | E::InvalidCertRevocationList(_) => ConnectFailure::permanent(
             ConnectPhase::Tls,
             format!(
                 "the server's certificate does not verify: {error} (a private CA or a self-signed \
                  certificate needs TlsConfig::RootStore)"
             ),
         ),
-        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
-        | rustls::Error::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion) => {
-            ConnectFailure::permanent(
-                ConnectPhase::Tls,
-                format!(
-                    "{error}: the server does not speak TLS on this port (is it a plain Faktory? \
-                     use tcp:// instead of tcp+tls://)"
-                ),
-            )
-        }
+        E::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+            | rustls::InvalidMessage::UnknownProtocolVersion,
+        ) => ConnectFailure::permanent(
+            ConnectPhase::Tls,
+            format!(
+                "{error}: the server does not speak TLS on this port (is it a plain Faktory? use \
+                 tcp:// instead of tcp+tls://)"
+            ),
+        ),
+        // The server refuses what we offer (versions, our certificate): every attempt would.
+        E::PeerIncompatible(_) => ConnectFailure::permanent(ConnectPhase::Tls, error.to_string()),
+        E::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired
+            | A::ProtocolVersion
+            | A::HandshakeFailure,
+        ) => ConnectFailure::permanent(ConnectPhase::Tls, error.to_string()),
         other => ConnectFailure::transient(ConnectPhase::Tls, other.to_string()),
+    }
+}
+
+/// A TLS handshake that failed with `error` (an I/O error's inner error, as futures-rustls and
+/// rustls's `Stream` report them): [`handshake_failure`] when it is a rustls error, else a
+/// transient failure with `fallback` (the I/O error's text: a reset, an EOF).
+pub fn failure_of(
+    error: Option<&(dyn std::error::Error + Send + Sync + 'static)>,
+    fallback: impl FnOnce() -> String,
+) -> ConnectFailure {
+    match error.and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(tls) => handshake_failure(tls),
+        None => ConnectFailure::transient(ConnectPhase::Tls, fallback()),
     }
 }
 

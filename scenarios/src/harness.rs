@@ -168,6 +168,8 @@ pub struct ClientSpec {
     pub tls_root: Option<Vec<u8>>,
     /// `ClientBuilder::request_timeout`.
     pub request_timeout: Option<Duration>,
+    /// `ClientBuilder::connect_timeout`.
+    pub connect_timeout: Option<Duration>,
     /// `connect_with_stream` over a stream the harness opens to this address.
     pub stream: Option<(SocketAddr, UserStream)>,
 }
@@ -198,6 +200,12 @@ impl ClientSpec {
     /// Trusting only `cert` (DER).
     pub fn tls_root(mut self, cert: Vec<u8>) -> Self {
         self.tls_root = Some(cert);
+        self
+    }
+
+    /// With this connect timeout (TCP, TLS and handshake).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -312,6 +320,13 @@ pub enum Registration {
     /// `register_blocking(jobtype, |job, ctx| ...)`: a blocking function on every runtime (the
     /// async ones run it on their blocking pool).
     Blocking,
+    /// `register(jobtype, ...)` with a handler written as users write it, returning
+    /// `Result<(), BoxError>` and failing with the `?` of `job.args_as::<(u64,)>()` (the job's
+    /// args must not be one integer). Its steps are not run.
+    BoxedArgsError,
+    /// `register(jobtype, ...)` with a handler whose error type is `std::io::Error`, failing with
+    /// `io::Error::other("disk full")`. Its steps are not run.
+    IoError,
 }
 
 /// What a handler does, as steps each harness runs natively: `.await`ing the runtime's timer and

@@ -83,6 +83,7 @@ macro_rules! scenarios {
             tls_server,
             garbage_server_gives_a_typed_error_not_a_hang,
             a_refused_connect_fails_fast_and_names_its_phase,
+            error_messages_name_what_failed_and_where,
             // client handles
             connect_with_stream_close_and_drop,
             client_over_a_user_stream_pipelines_and_cannot_reconnect,
@@ -94,6 +95,7 @@ macro_rules! scenarios {
             // worker
             worker_runs_1000_jobs_at_concurrency_20_each_acked_once,
             handler_error_becomes_fail_with_message_and_backtrace,
+            handler_errors_get_a_meaningful_errtype,
             handler_panic_becomes_fail,
             blocking_handler_and_unknown_jobtype,
             quiet_from_the_server_stops_fetching,
@@ -103,6 +105,9 @@ macro_rules! scenarios {
             shutdown_before_run_stops_at_once,
             server_dropping_connections_mid_run_loses_no_ack,
             server_restarting_mid_run_loses_no_ack,
+            // worker processes
+            sigterm_stops_a_busy_worker_process_gracefully,
+            a_refused_worker_is_not_clean_and_its_process_exits_non_zero,
         );
     };
     (@expand [tests $harness:ty] $($name:ident),* $(,)?) => {

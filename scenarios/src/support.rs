@@ -227,3 +227,28 @@ pub async fn join_within<H: Harness>(run: Task<StopReport>, limit: Duration) -> 
     );
     run.await
 }
+
+/// An address whose TCP connects hang (a listener with a full accept queue: the kernel drops the
+/// SYNs, as for a host that does not answer), and what keeps it so (drop it to release).
+pub fn unresponsive_address() -> (SocketAddr, Vec<std::net::TcpStream>, socket2::Socket) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("its address")
+        .as_socket()
+        .expect("an IP address");
+    // Fill the accept queue (never accepted).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    (addr, held, listener)
+}

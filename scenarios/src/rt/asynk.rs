@@ -72,6 +72,9 @@ pub(crate) fn client_builder<R: Runtime>(
     if let Some(timeout) = spec.request_timeout {
         builder = builder.request_timeout(timeout);
     }
+    if let Some(timeout) = spec.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
     if let Some(cert) = &spec.tls_root {
         builder = builder.tls(root_store(cert.clone()));
     }
@@ -120,6 +123,13 @@ pub(crate) fn worker<H: Harness, R: Runtime>(
                     run_steps_blocking(&steps, &job, Some(&ctx), &stop)
                 })
             }
+            Registration::BoxedArgsError => builder.register(jobtype, |job: Job| async move {
+                let (_n,): (u64,) = job.args_as()?;
+                Ok::<(), faktory_async::BoxError>(())
+            }),
+            Registration::IoError => builder.register(jobtype, |_job: Job| async move {
+                Err::<(), std::io::Error>(std::io::Error::other("disk full"))
+            }),
         };
     }
     // The async APIs have no worker-owned handle: the token is the signal too.

@@ -121,6 +121,9 @@ impl Harness for Blocking {
         if let Some(timeout) = spec.request_timeout {
             builder = builder.request_timeout(timeout);
         }
+        if let Some(timeout) = spec.connect_timeout {
+            builder = builder.connect_timeout(timeout);
+        }
         if let Some(cert) = spec.tls_root {
             builder = builder.tls(root_store(cert));
         }
@@ -168,6 +171,13 @@ impl Harness for Blocking {
                         run_steps_blocking(&steps, &job, Some(&ctx), &stop)
                     })
                 }
+                Registration::BoxedArgsError => builder.register(jobtype, |job: Job| {
+                    let (_n,): (u64,) = job.args_as()?;
+                    Ok::<(), faktory_blocking::BoxError>(())
+                }),
+                Registration::IoError => builder.register(jobtype, |_job: Job| {
+                    Err::<(), std::io::Error>(std::io::Error::other("disk full"))
+                }),
             };
         }
         if spec.shutdown == Shutdown::Signal {

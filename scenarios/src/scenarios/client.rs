@@ -15,6 +15,7 @@ use super::{client, consumer};
 use crate::harness::{ClientApi, ClientSpec, Handler, Harness, Stop, WorkerApi, WorkerSpec};
 use crate::support::{
     Kit, LONG, Server, eventually, garbage_server, join_within, timeout, tls_proxy, unique_queue,
+    unresponsive_address,
 };
 
 /// PUSH a job with every field set, FETCH it back on a consumer: every field survives.
@@ -444,4 +445,78 @@ pub async fn a_refused_connect_fails_fast_and_names_its_phase<H: Harness>() {
         started.elapsed() < Duration::from_secs(2),
         "an eager connect fails fast, without retrying"
     );
+}
+
+/// Errors say what failed and where: the server's address and the phase (TCP, TLS, handshake), a
+/// hint when TLS meets a plain server or the reverse, the offending value of a bad URL; and a call
+/// made after the server died fails within the connect timeout.
+pub async fn error_messages_name_what_failed_and_where<H: Harness>() {
+    // An address that does not answer: the TCP connect times out, and the error says so.
+    let (addr, _held, _listener) = unresponsive_address();
+    let spec = ClientSpec::url(format!("tcp://{addr}")).connect_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let err = H::connect(spec).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{addr}: TCP connect failed: ")),
+        "{text}"
+    );
+    assert!(text.contains("timed out"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let kit = Kit::start(TestServer::builder().fetch_timeout(Duration::from_millis(100))).await;
+    // TLS against a plain Faktory: the hint says to use tcp://.
+    let url = format!("tcp+tls://localhost:{}", kit.addr().port());
+    let err = H::connect(ClientSpec::url(&url).connect_timeout(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("TLS handshake failed"), "{text}");
+    assert!(text.contains("use tcp:// instead of tcp+tls://"), "{text}");
+
+    // Plain TCP against a TLS port: the server waits for a ClientHello, the client for HI.
+    let (proxy, _cert) = tls_proxy(kit.addr()).await;
+    let url = format!("tcp://localhost:{}", proxy.port());
+    let err = H::connect(ClientSpec::url(&url).connect_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("localhost:{}", proxy.port())),
+        "{text}"
+    );
+    assert!(
+        text.contains("if the server expects TLS, use tcp+tls://"),
+        "{text}"
+    );
+
+    // A bad URL names the bad value.
+    let err = H::connect_to("tcp://localhost:notaport").await.unwrap_err();
+    assert!(err.to_string().contains("\"notaport\""), "{err}");
+
+    // The server dies: every call fails fast, at the latest within the connect timeout.
+    let c = H::connect(ClientSpec::url(kit.url()).connect_timeout(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    c.push(Job::new("Alive", vec![])).await.unwrap();
+    drop(kit);
+    // Dropping the testkit stops its tasks on their runtime: give that a moment.
+    H::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let err = c.push(Job::new("Dead", vec![])).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}: {err}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(err, Error::Connection { .. } | Error::OutcomeUnknown { .. }),
+            "{err:?}"
+        );
+    }
 }

@@ -4,10 +4,12 @@
 
 mod client;
 mod handles;
+mod process;
 mod worker;
 
 pub use client::*;
 pub use handles::*;
+pub use process::*;
 pub use worker::*;
 
 use crate::harness::{ClientSpec, Harness};

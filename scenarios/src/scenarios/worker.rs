@@ -182,6 +182,27 @@ pub async fn handler_error_becomes_fail_with_message_and_backtrace<H: Harness>()
     );
 }
 
+/// The errtype of a handler's error names the error, never the box: `JobError` for the `?` of
+/// `job.args_as()` in a handler returning `BoxError`, `io::Error` for a handler whose error type
+/// is `std::io::Error` (a custom error type: `Outer`, in the scenario above).
+pub async fn handler_errors_get_a_meaningful_errtype<H: Harness>() {
+    let server = Server::start().await;
+    let failure = fail_one_job::<H>(
+        &server,
+        "BadArgs",
+        Handler::new(Registration::BoxedArgsError),
+    )
+    .await;
+    assert_eq!(failure.errtype.as_deref(), Some("JobError"), "{failure:?}");
+    assert!(
+        failure.message.as_deref().is_some_and(|m| !m.is_empty()),
+        "{failure:?}"
+    );
+    let failure = fail_one_job::<H>(&server, "Disk", Handler::new(Registration::IoError)).await;
+    assert_eq!(failure.errtype.as_deref(), Some("io::Error"), "{failure:?}");
+    assert_eq!(failure.message.as_deref(), Some("disk full"));
+}
+
 /// A handler's panic becomes a FAIL with errtype `panic` and the panic's message.
 pub async fn handler_panic_becomes_fail<H: Harness>() {
     let server = Server::start().await;
