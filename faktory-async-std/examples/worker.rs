@@ -7,12 +7,18 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use faktory_async_std::{BoxError, Job, JobContext, Spawner, Worker};
 use futures_lite::future;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     smol::block_on(async {
         let worker = Worker::builder()
             .runtime(Spawner::new(|task| smol::spawn(task).detach()))
@@ -54,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report.reason,
             report.is_clean()
         );
-        Ok(())
+        Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }

@@ -10,6 +10,11 @@ use std::time::{Duration, SystemTime};
 use faktory_blocking::{Client, Job};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let client = Client::connect()?; // FAKTORY_PROVIDER / FAKTORY_URL / tcp://localhost:7419
 
     client.push(

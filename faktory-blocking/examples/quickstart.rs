@@ -27,6 +27,11 @@ const JOBS: usize = 10_000;
 const CONCURRENCY: usize = 20;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     // Keep the testkit (and its runtime) alive until the end of `main`.
     let mut testkit = None;
     let url = match std::env::var("FAKTORY_URL") {

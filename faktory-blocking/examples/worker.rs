@@ -18,11 +18,17 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use faktory_blocking::{BoxError, Job, JobContext, Worker};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let worker = Worker::builder()
         .register("SendEmail", |job: Job| {
             let (to, subject): (String, String) = job.args_as()?;
@@ -71,5 +77,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.reason,
         report.is_clean()
     );
-    Ok(())
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

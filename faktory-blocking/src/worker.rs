@@ -678,14 +678,12 @@ fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>) {
         };
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
         let outcome = span.in_scope(|| {
+            let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
             let outcome = match handler {
                 Some(h) => run_to_outcome(&*h, job, ctx),
                 None => api::unknown_jobtype_outcome(&job.jobtype),
             };
-            match &outcome {
-                Outcome::Ok => tracing::debug!("job succeeded"),
-                other => tracing::warn!(outcome = ?other, "job failed"),
-            }
+            api::log_outcome(&jid, &jobtype, &outcome);
             outcome
         });
         if done.send(Msg::JobDone(token, outcome)).is_err() {

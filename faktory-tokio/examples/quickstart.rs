@@ -26,6 +26,11 @@ const CONCURRENCY: usize = 20;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let (url, _server) = match std::env::var("FAKTORY_URL") {
         Ok(url) if !url.is_empty() => {
             println!("Using the Faktory server at FAKTORY_URL={url}");

@@ -1,17 +1,25 @@
-//! A worker with graceful shutdown on Ctrl-C: running jobs get the grace period, then what still
-//! runs is FAILed (so it is retried soon) and the worker says goodbye to the server.
+//! A worker with graceful shutdown on SIGTERM or Ctrl-C (built in): running jobs get the grace
+//! period, then what still runs is FAILed (so it is retried soon) and the worker says goodbye to
+//! the server. It exits non-zero when the stop was not clean (the server refused the worker, or
+//! outcomes were left unconfirmed).
 //!
 //! ```sh
 //! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-tokio --example worker
 //! ```
 #![allow(clippy::print_stdout)]
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use faktory_tokio::{BoxError, Job, JobContext, Worker};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let worker = Worker::builder()
         .register("SendEmail", |job: Job| async move {
             let (to, subject): (String, String) = job.args_as()?;
@@ -34,16 +42,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queues(["mail", "default"])
         .concurrency(10)
         .grace_period(Duration::from_secs(25))
-        .shutdown_signal(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
         .build()?;
-    println!("worker {} running; Ctrl-C to stop", worker.wid());
+    println!("worker {} running; Ctrl-C or SIGTERM to stop", worker.wid());
     let report = worker.run().await;
     println!(
         "stopped: {:?} (all outcomes confirmed: {})",
         report.reason,
         report.is_clean()
     );
-    Ok(())
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

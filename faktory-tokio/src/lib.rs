@@ -24,12 +24,12 @@
 //!             println!("mail {n} to {to}");
 //!             Ok::<(), BoxError>(())
 //!         })
-//!         .shutdown_signal(async {
-//!             let _ = tokio::signal::ctrl_c().await;
-//!         })
-//!         .build()?;
+//!         .build()?; // stops gracefully on SIGTERM or Ctrl-C
 //!     let report = worker.run().await;
 //!     println!("stopped: {:?}", report.reason);
+//!     if !report.is_clean() {
+//!         std::process::exit(1); // refused by the server, or outcomes left unconfirmed
+//!     }
 //!     Ok(())
 //! }
 //! ```

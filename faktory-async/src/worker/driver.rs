@@ -316,11 +316,9 @@ impl<R: Runtime> Driver<R> {
         let rt = self.rt.clone();
         let mut job = Box::pin(
             async move {
+                let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
                 let outcome = run_to_outcome(handler, &rt, job, ctx).await;
-                match &outcome {
-                    Outcome::Ok => tracing::debug!("job succeeded"),
-                    other => tracing::warn!(outcome = ?other, "job failed"),
-                }
+                api::log_outcome(&jid, &jobtype, &outcome);
                 outcome
             }
             .instrument(span),
