@@ -160,9 +160,11 @@ pub struct WorkCtx<'a> {
 pub struct WorkOutcome {
     /// Fetch connections the worker was configured with, if the library says.
     pub fetch_connections: Option<usize>,
-    /// Outcomes (ACKs) the worker's stop report lists as not confirmed by the server, or that its
-    /// shutdown FAILed; `None` when the library does not say.
+    /// Outcomes (ACKs) the worker's stop report lists as not confirmed by the server; `None` when
+    /// the library does not say.
     pub unconfirmed: Option<u64>,
+    /// Running jobs the worker's shutdown FAILed, when the library says (the `faktory` crate).
+    pub shutdown_failed: Option<u64>,
     /// Why the worker's stop was not clean (unconfirmed ACKs, abandoned FETCHes, an error), if it
     /// was not: the run fails.
     pub unclean: Option<String>,
@@ -241,6 +243,7 @@ pub fn measure_work(
     }
     let rss_reset = measure::reset_peak_rss();
     let rss_at_start = measure::rss_kb();
+    let info_before = monitor.snapshot()?;
     let goal = RunGoal {
         counter: JobCounter::new(run_id.clone(), n),
         stopped: Arc::new(AtomicBool::new(false)),
@@ -266,6 +269,15 @@ pub fn measure_work(
     progress.finish();
     let outcome = result.map_err(|e| format!("work: {e}"))?;
     let ran = goal.counter.ran();
+    // The server's view, a cross-check: ACKs = processed - failures over the run (on a shared
+    // server, other clients' too; a real server counts expired reservations as processed).
+    let info_after = monitor.snapshot().ok();
+    let info_failures = info_after.map(|a| a.failures.saturating_sub(info_before.failures));
+    let info_acks = info_after.map(|a| {
+        a.processed
+            .saturating_sub(info_before.processed)
+            .saturating_sub(info_failures.unwrap_or(0))
+    });
     if let Some(why) = &outcome.unclean {
         return Err(format!(
             "work: {ran} of {n} jobs run, but the worker's stop was not clean: {why}"
@@ -287,6 +299,15 @@ pub fn measure_work(
         m.notes
             .push("could not reset VmHWM after the prefill: peak RSS includes it".into());
     }
+    if let Some(f) = outcome.shutdown_failed {
+        m.param("shutdown_failed", f);
+    }
+    if info_acks.is_some_and(|a| a < n) && target.kind() != crate::server::ServerKind::External {
+        m.notes.push(format!(
+            "the server counted {} ACKs (INFO) for {n} jobs",
+            info_acks.unwrap_or(0)
+        ));
+    }
     m.jobs = n;
     m.connections = Some(connections);
     m.param("concurrency", concurrency as u64)
@@ -294,6 +315,8 @@ pub fn measure_work(
         .param("ran", ran)
         .param("acknowledged", acknowledged)
         .param("unconfirmed", outcome.unconfirmed)
+        .param("info_acks", info_acks)
+        .param("info_failures", info_failures)
         .param("rss_at_start_kb", rss_at_start)
         .param(
             "shutdown_seconds",
@@ -476,6 +499,7 @@ pub fn outcome_of(
     WorkOutcome {
         fetch_connections,
         unconfirmed: Some(report.unconfirmed.len() as u64),
+        shutdown_failed: None,
         unclean,
         notes: Vec::new(),
     }
