@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// How often the bar is moved.
 const TICK: Duration = Duration::from_millis(250);
 
-/// The bar's layout: `label [####......] done/total jobs, R jobs/s now, A jobs/s average`.
-const TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len} jobs, {msg}";
+/// The bar's layout: `label [####......] done/total, R jobs/s now, A average` (under 80 columns).
+const TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len}, {msg}";
 
 /// A progress bar on stderr; cleared when dropped or [`Progress::finish`]ed.
 #[derive(Debug)]
@@ -91,10 +91,10 @@ fn rate(n: u64, d: Duration) -> f64 {
     if s > 0.0 { n as f64 / s } else { 0.0 }
 }
 
-/// The rates after the bar: `12,346 jobs/s now, 10,000 jobs/s average`.
+/// The rates after the bar: `12,346 jobs/s now, 10,000 average`.
 pub fn rates(current: f64, average: f64) -> String {
     format!(
-        "{} jobs/s now, {} jobs/s average",
+        "{} jobs/s now, {} average",
         crate::report::thousands(current),
         crate::report::thousands(average)
     )
@@ -106,10 +106,7 @@ mod tests {
 
     #[test]
     fn the_rates_and_the_template() {
-        assert_eq!(
-            rates(12345.6, 10000.0),
-            "12,346 jobs/s now, 10,000 jobs/s average"
-        );
+        assert_eq!(rates(12345.6, 10000.0), "12,346 jobs/s now, 10,000 average");
         assert_eq!(rate(10, Duration::ZERO), 0.0);
         assert_eq!(rate(10, Duration::from_secs(2)), 5.0);
         assert!(ProgressStyle::with_template(TEMPLATE).is_ok());
