@@ -61,35 +61,59 @@ pub fn fetch_ack(
     })
 }
 
-/// Reads one RESP line (without CRLF) into `line`, buffering the rest in `buf`.
+/// Reads RESP lines and bulk bodies from the socket through one buffer, allocated once (no
+/// zeroing or shifting per read: the floor this client sets should be the kernel's work).
 struct Reader {
     sock: TcpStream,
     buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
     start: usize,
+    end: usize,
 }
 
 impl Reader {
-    fn fill(&mut self) -> io::Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+    const SIZE: usize = 64 * 1024;
+
+    fn new(sock: TcpStream) -> Reader {
+        Reader {
+            sock,
+            buf: vec![0; Reader::SIZE],
+            start: 0,
+            end: 0,
         }
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
+    }
+
+    fn unread(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// Reads more bytes after the unread ones (moving them to the front, or growing the buffer,
+    /// only when there is no room after them).
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            } else {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
         let n = self
             .sock
-            .read(self.buf.get_mut(len..).unwrap_or_default())?;
-        self.buf.truncate(len + n);
+            .read(self.buf.get_mut(self.end..).unwrap_or_default())?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        self.end += n;
         Ok(())
     }
 
     /// The next line, without its CRLF.
     fn line(&mut self) -> io::Result<Vec<u8>> {
         loop {
-            let rest = self.buf.get(self.start..).unwrap_or_default();
+            let rest = self.unread();
             if let Some(pos) = rest.windows(2).position(|w| w == b"\r\n") {
                 let line = rest.get(..pos).unwrap_or_default().to_vec();
                 self.start += pos + 2;
@@ -101,14 +125,10 @@ impl Reader {
 
     /// A bulk body of `len` bytes and its CRLF.
     fn body(&mut self, len: usize) -> io::Result<Vec<u8>> {
-        while self.buf.len() - self.start < len + 2 {
+        while self.end - self.start < len + 2 {
             self.fill()?;
         }
-        let body = self
-            .buf
-            .get(self.start..self.start + len)
-            .unwrap_or_default()
-            .to_vec();
+        let body = self.unread().get(..len).unwrap_or_default().to_vec();
         self.start += len + 2;
         Ok(body)
     }
@@ -137,11 +157,7 @@ fn open(url: &ServerUrl, wid: &str) -> io::Result<Conn> {
     sock.set_nodelay(true)?;
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut writer = sock.try_clone()?;
-    let mut r = Reader {
-        sock,
-        buf: Vec::with_capacity(64 * 1024),
-        start: 0,
-    };
+    let mut r = Reader::new(sock);
     let hi = r.line()?;
     let hi = Hi::parse(hi.strip_prefix(b"+").unwrap_or(&hi)).map_err(io::Error::other)?;
     let mut hello = format!("HELLO {{\"v\":2,\"wid\":\"{wid}\"");
@@ -225,6 +241,31 @@ mod tests {
         );
         assert_eq!(jid_of(br#"{"jobtype":"Noop"}"#), None);
         assert_eq!(jid_of(br#"{"jid":"unterminated"#), None);
+    }
+
+    #[test]
+    fn the_reader_splits_lines_and_bodies_across_reads_and_grows() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let body = vec![b'x'; 100_000];
+            let mut all = b"+OK\r\n$100000\r\n".to_vec();
+            all.extend_from_slice(&body);
+            all.extend_from_slice(b"\r\n+LAST\r\n");
+            // Small writes, so lines and the body arrive split.
+            for chunk in all.chunks(7_000) {
+                s.write_all(chunk).unwrap();
+                s.flush().unwrap();
+            }
+        });
+        let mut r = Reader::new(TcpStream::connect(addr).unwrap());
+        assert_eq!(r.line().unwrap(), b"+OK");
+        assert_eq!(r.line().unwrap(), b"$100000");
+        assert_eq!(r.body(100_000).unwrap(), vec![b'x'; 100_000]);
+        assert_eq!(r.line().unwrap(), b"+LAST");
+        writer.join().unwrap();
+        assert!(r.line().is_err(), "EOF");
     }
 
     #[test]
