@@ -115,6 +115,6 @@ pub fn run(opts: &Options, target: &Target, runtime: Runtime) -> Result<Measurem
                 exec.block_on(bodies::work_body(&exec, ctx))
             })
         }
-        Mode::ServeTestkit { .. } => Err("serve-testkit is not a measurement".into()),
+        other => Err(format!("{} is not a measurement of a client", other.name()).into()),
     }
 }

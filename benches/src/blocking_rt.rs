@@ -2,19 +2,18 @@
 //! with `--concurrency` threads sharing one `Client`, `work` with the worker on its own thread,
 //! `load` with one thread per connection.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use faktory_blocking::{BoxError as HandlerError, Client, Fail, Job, ShutdownHandle, Worker};
 
 use crate::BoxError;
 use crate::cli::{Mode, Options};
-use crate::monitor::bench_job;
+use crate::monitor::{RUN_FIELD, bench_job};
 use crate::report::Measurement;
-use crate::rng::SplitMix64;
 use crate::server::Target;
 use crate::workloads::{
     self, LOAD_JOBTYPE, LOAD_QUEUES, LoadCtx, PushCtx, Who, WorkCtx, WorkOutcome, WorkParams,
+    load_fails, load_queue,
 };
 
 /// The client's name in reports.
@@ -39,7 +38,7 @@ pub fn run(opts: &Options, target: &Target) -> Result<Measurement, BoxError> {
             let params = WorkParams::of(&opts.mode).ok_or("not work")?;
             workloads::measure_work(who, opts, target, params, work_body)
         }
-        Mode::ServeTestkit { .. } => Err("serve-testkit is not a measurement".into()),
+        other => Err(format!("{} is not a measurement of a client", other.name()).into()),
     }
 }
 
@@ -70,13 +69,13 @@ fn push_body(ctx: &PushCtx<'_>) -> Result<(), BoxError> {
                         }
                         match ctx.bulk {
                             None => {
-                                client.push(bench_job(ctx.jobtype, ctx.queue)?)?;
+                                client.push(bench_job(ctx.jobtype, ctx.queue, ctx.run_id)?)?;
                                 ctx.done.fetch_add(1, Ordering::Relaxed);
                             }
                             Some(b) => {
                                 let count = (ctx.n - first).min(b as u64);
                                 let jobs = (0..count)
-                                    .map(|_| bench_job(ctx.jobtype, ctx.queue))
+                                    .map(|_| bench_job(ctx.jobtype, ctx.queue, ctx.run_id))
                                     .collect::<Result<Vec<_>, _>>()?;
                                 let refused = client.push_bulk(jobs)?;
                                 if !refused.is_empty() {
@@ -101,7 +100,7 @@ fn push_body(ctx: &PushCtx<'_>) -> Result<(), BoxError> {
 
 fn work_body(ctx: &WorkCtx<'_>) -> Result<WorkOutcome, BoxError> {
     let stop = ShutdownHandle::new();
-    let counter = Arc::clone(&ctx.handled);
+    let counter = ctx.counter.clone();
     let mut fetch_connections = None;
     let worker = Worker::builder()
         .url(ctx.url)?
@@ -116,13 +115,13 @@ fn work_body(ctx: &WorkCtx<'_>) -> Result<WorkOutcome, BoxError> {
             }
             fetch_connections = Some(c.fetch_connections());
         })
-        .register(ctx.jobtype, move |_job: Job| {
-            counter.fetch_add(1, Ordering::Relaxed);
+        .register(ctx.jobtype, move |job: Job| {
+            counter.count(job.custom_value(RUN_FIELD).and_then(|v| v.as_str()));
             Ok::<(), HandlerError>(())
         })
         .shutdown_signal(stop.clone())
         .build()?;
-    let stopped = Arc::clone(&ctx.stopped);
+    let stopped = std::sync::Arc::clone(&ctx.stopped);
     let running = std::thread::Builder::new()
         .name("fk-worker".into())
         .spawn(move || {
@@ -138,18 +137,8 @@ fn work_body(ctx: &WorkCtx<'_>) -> Result<WorkOutcome, BoxError> {
     stop.shutdown();
     let report = running.join();
     reached?;
-    let mut outcome = WorkOutcome {
-        fetch_connections,
-        notes: Vec::new(),
-    };
-    match report {
-        Ok(r) if r.is_clean() => {}
-        Ok(r) => outcome
-            .notes
-            .push(format!("worker stopped unclean: {:?}", r.reason)),
-        Err(_) => return Err("the worker thread panicked".into()),
-    }
-    Ok(outcome)
+    let report = report.map_err(|_| "the worker thread panicked")?;
+    Ok(workloads::outcome_of(fetch_connections, &report))
 }
 
 fn load_body(ctx: &LoadCtx<'_>) -> Result<(), BoxError> {
@@ -160,16 +149,13 @@ fn load_body(ctx: &LoadCtx<'_>) -> Result<(), BoxError> {
         let handles = clients
             .into_iter()
             .enumerate()
-            .map(|(i, client)| {
-                let mut rng = SplitMix64::from_entropy(i as u64);
+            .zip(ctx.generators())
+            .map(|((i, client), mut rng)| {
                 s.spawn(move || {
                     if i < ctx.pushers {
                         while ctx.pushed.fetch_add(1, Ordering::Relaxed) < ctx.jobs {
-                            let queue = LOAD_QUEUES
-                                .get(rng.below(LOAD_QUEUES.len()))
-                                .copied()
-                                .unwrap_or("queue0");
-                            client.push(bench_job(LOAD_JOBTYPE, queue)?)?;
+                            let queue = load_queue(&mut rng);
+                            client.push(bench_job(LOAD_JOBTYPE, queue, None)?)?;
                             ctx.done.fetch_add(1, Ordering::Relaxed);
                         }
                     } else {
@@ -182,7 +168,7 @@ fn load_body(ctx: &LoadCtx<'_>) -> Result<(), BoxError> {
                                     break job;
                                 }
                             };
-                            if rng.percent(1) {
+                            if load_fails(&mut rng) {
                                 client.fail(Fail::new(
                                     job.jid,
                                     "LoadTestError",

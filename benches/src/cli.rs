@@ -1,49 +1,20 @@
-//! The command line of `faktory-bench` (parsed by hand: no argument-parsing dependency).
+//! The command line of `faktory-bench` (clap, derive): the modes are subcommands, the options that
+//! every mode shares are global (before or after the mode), `--name value` or `--name=value`.
 
 use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use faktory_testkit::Pace;
+
 use crate::BoxError;
 use crate::report::Measurement;
 use crate::server::{self, Target};
 
-/// The usage text.
-pub const USAGE: &str = "\
-usage: faktory-bench [OPTIONS] MODE ARGS
-
-modes:
-  load JOBS THREADS           the Faktory load test: THREADS/2 connections PUSH one job at a time
-                              (SomeJob, args [1,\"string\",3], a random queue of queue0..queue4), the
-                              others FETCH from all five and ACK 99% / FAIL 1%, until JOBS pushes and
-                              JOBS fetches are done
-  push N                      push N jobs, one per call, with --concurrency calls in flight on one
-                              client (default 1: each call awaited before the next)
-       [--concurrency K]
-       [--bulk B]             PUSHB batches of B jobs instead (--concurrency batches in flight)
-  work N                      a worker with a no-op handler drains N jobs from --queue and exits as
-                              soon as N are acknowledged (exit 1 if not within --timeout)
-       [--concurrency C]      worker concurrency (default 10)
-       [--prefill]            push the N jobs first (not measured)
-       [--fetches-per-connection F] [--max-fetch-connections M]
-                              override the worker engine's connection settings
-
-options:
-  --queue Q                   queue for push and work (default bench)
-  --jobtype T                 jobtype for push and work (default Noop)
-  --runtime R                 tokio (default), blocking, smol or async-std
-  --spawn-testkit             run the testkit server in a child process (client and server CPU
-                              apart); otherwise FAKTORY_URL, else the testkit in this process
-  --json                      print one JSON object instead of a line
-  --no-progress               no progress line (it is drawn only on a terminal anyway)
-  --timeout SECS              give up after this long (default 120)
-  -h, --help                  this text
-
-Prints jobs/s, client CPU seconds (user+sys, /proc/self/stat), peak RSS (VmHWM) and connections.";
-
 /// The client runtime (adapter) to measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Runtime {
     /// `faktory-tokio`.
     Tokio,
@@ -52,23 +23,11 @@ pub enum Runtime {
     /// `faktory-async-std` on smol.
     Smol,
     /// `faktory-async-std` on async-std.
+    #[value(name = "async-std", alias = "async_std")]
     AsyncStd,
 }
 
 impl Runtime {
-    /// Parses `tokio`, `blocking`, `smol` or `async-std`.
-    pub fn parse(s: &str) -> Result<Runtime, String> {
-        match s {
-            "tokio" => Ok(Runtime::Tokio),
-            "blocking" => Ok(Runtime::Blocking),
-            "smol" => Ok(Runtime::Smol),
-            "async-std" | "async_std" => Ok(Runtime::AsyncStd),
-            other => Err(format!(
-                "--runtime {other}: expected tokio, blocking, smol or async-std"
-            )),
-        }
-    }
-
     /// The name `--runtime` takes.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +44,18 @@ impl fmt::Display for Runtime {
         f.write_str(self.as_str())
     }
 }
+
+/// The connection counts `calibrate` measures by default, and the real server's FETCH+ACK jobs/s
+/// at each (a raw-socket client keeping one FETCH outstanding per connection; a real Faktory 1.10
+/// with its Redis and the client on one 2-core machine, medians of 3 runs).
+pub const REAL_SERVER_RAW: &[(usize, f64)] = &[
+    (1, 3_300.0),
+    (2, 5_400.0),
+    (4, 8_500.0),
+    (6, 9_200.0),
+    (10, 11_900.0),
+    (16, 12_100.0),
+];
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +89,24 @@ pub enum Mode {
         /// Engine override.
         max_fetch_connections: Option<usize>,
     },
+    /// `raw N`: the raw-socket FETCH/ACK client.
+    Raw {
+        /// Jobs to fetch and ACK.
+        n: u64,
+        /// Connections (threads), one FETCH outstanding on each.
+        connections: usize,
+        /// Push the jobs first.
+        prefill: bool,
+    },
+    /// `calibrate`: the raw client against the modelled testkit, beside the real server's figures.
+    Calibrate {
+        /// Jobs per point.
+        jobs: u64,
+        /// Rounds (the median is reported).
+        rounds: usize,
+        /// Connection counts to measure.
+        connections: Vec<usize>,
+    },
     /// The hidden child side of `--spawn-testkit`.
     ServeTestkit {
         /// Port (0: any).
@@ -128,12 +117,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// `load`, `push`, `work` or `serve-testkit`.
+    /// `load`, `push`, `work`, `raw`, `calibrate` or `serve-testkit`.
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Load { .. } => "load",
             Mode::Push { .. } => "push",
             Mode::Work { .. } => "work",
+            Mode::Raw { .. } => "raw",
+            Mode::Calibrate { .. } => "calibrate",
             Mode::ServeTestkit { .. } => "serve-testkit",
         }
     }
@@ -141,8 +132,8 @@ impl Mode {
     /// Jobs the mode is about.
     pub fn jobs(&self) -> u64 {
         match self {
-            Mode::Load { jobs, .. } => *jobs,
-            Mode::Push { n, .. } | Mode::Work { n, .. } => *n,
+            Mode::Load { jobs, .. } | Mode::Calibrate { jobs, .. } => *jobs,
+            Mode::Push { n, .. } | Mode::Work { n, .. } | Mode::Raw { n, .. } => *n,
             Mode::ServeTestkit { .. } => 0,
         }
     }
@@ -153,7 +144,7 @@ impl Mode {
 pub struct Options {
     /// The mode.
     pub mode: Mode,
-    /// `--queue` (push, work).
+    /// `--queue` (push, work, raw).
     pub queue: String,
     /// `--jobtype` (push, work).
     pub jobtype: String,
@@ -163,175 +154,305 @@ pub struct Options {
     pub json: bool,
     /// `--spawn-testkit`.
     pub spawn_testkit: bool,
+    /// `--pace`: the testkit's modelled pace (`None`: answers at once).
+    pub pace: Option<Pace>,
     /// Draw the progress line (on a terminal).
     pub progress: bool,
     /// `--timeout`.
     pub timeout: Duration,
+    /// `--run-id`: marks the jobs of a run (`push`, the prefill), and `work` counts only the jobs
+    /// so marked. `None`: a prefill makes one up; `work` without `--prefill` counts every job.
+    pub run_id: Option<String>,
+    /// `--seed`: the random picks of `load` (`None`: a random seed, reported).
+    pub seed: Option<u64>,
 }
 
-/// The result of parsing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// Run this.
-    Run(Options),
-    /// Print the usage.
-    Help,
-}
-
-fn number<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, String>
-where
-    T::Err: fmt::Display,
-{
+/// A count: digits, optionally grouped with `_` or `,` (`100_000`).
+fn count(s: &str) -> Result<u64, String> {
     let clean: String = s.chars().filter(|c| *c != '_' && *c != ',').collect();
     clean
         .parse()
-        .map_err(|e| format!("{what}: {s:?} is not a valid number ({e})"))
+        .map_err(|e| format!("{s:?} is not a valid number ({e})"))
 }
 
-fn positive<T: std::str::FromStr + PartialEq + Default>(what: &str, s: &str) -> Result<T, String>
-where
-    T::Err: fmt::Display,
-{
-    let v: T = number(what, s)?;
-    if v == T::default() {
-        return Err(format!("{what} must be at least 1"));
+/// A count of at least 1.
+fn positive(s: &str) -> Result<u64, String> {
+    match count(s)? {
+        0 => Err("must be at least 1".into()),
+        v => Ok(v),
     }
-    Ok(v)
 }
 
-/// Parses the arguments after the program name. Options may come before or after the mode, as
-/// `--name value` or `--name=value`.
-pub fn parse<I, S>(args: I) -> Result<Parsed, String>
+/// A size of at least 1.
+fn positive_usize(s: &str) -> Result<usize, String> {
+    usize::try_from(positive(s)?).map_err(|e| e.to_string())
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of seconds ({e})"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err("must be a positive number of seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(s.to_owned())
+}
+
+const AFTER_HELP: &str = "\
+Where the server is: FAKTORY_URL if set (a real Faktory), else --spawn-testkit (the in-memory
+testkit in a child process: client and server CPU apart), else the testkit in this process.
+
+Prints jobs/s, client CPU seconds (user+sys, /proc/self/stat), peak RSS (VmHWM) and connections
+(--json: one JSON object). RUST_LOG=faktory_proto=debug logs the clients' reconnects and re-sent
+ACKs on stderr. See benches/README.md.";
+
+/// Load, push and worker throughput of the Faktory clients of this workspace.
+#[derive(Debug, Parser)]
+#[command(name = "faktory-bench", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    mode: ModeCmd,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Queue for push, work and raw.
+    #[arg(long, global = true, default_value = "bench", value_parser = non_empty)]
+    queue: String,
+    /// Jobtype for push and work.
+    #[arg(long, global = true, default_value = "Noop", value_parser = non_empty)]
+    jobtype: String,
+    /// The client to measure: faktory-tokio, faktory-blocking, or faktory-async-std on smol or
+    /// async-std.
+    #[arg(long, global = true, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    /// Run the testkit server in a child process (client and server CPU apart).
+    #[arg(long, global = true)]
+    spawn_testkit: bool,
+    /// The testkit answers at a real server's modelled pace: `real` or PER_US:SHARED_US.
+    ///
+    /// Each connection's commands are answered one at a time, each after PER_US of its own plus
+    /// SHARED_US in a stage all connections share (faktory_testkit::Pace). Default: at once
+    /// (`calibrate`: real). Not with FAKTORY_URL.
+    #[arg(long, global = true, value_name = "real|PER_US:SHARED_US", value_parser = server::parse_pace)]
+    pace: Option<Pace>,
+    /// Print one JSON object instead of a line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress line (it is drawn only when stderr is a terminal anyway).
+    #[arg(long, global = true)]
+    no_progress: bool,
+    /// Give up (exit 1) after this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value = "120", value_parser = seconds)]
+    timeout: Duration,
+    /// Mark the run's jobs with this id (push, prefill); work counts only the jobs so marked.
+    #[arg(long, global = true, value_name = "ID", value_parser = non_empty)]
+    run_id: Option<String>,
+    /// Seed of load's random picks (queues, the 1% FAILs).
+    #[arg(long, global = true, value_parser = count)]
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModeCmd {
+    /// Faktory's own load test: JOBS pushes and JOBS fetches over THREADS connections.
+    ///
+    /// THREADS/2 connections PUSH one job at a time (SomeJob, args [1,"string",3], a random queue
+    /// of queue0..queue4), the others FETCH from all five and ACK 99% / FAIL 1%, until JOBS pushes
+    /// and JOBS fetches are done. jobs/s is JOBS / seconds.
+    Load {
+        /// Pushes (and fetches) to do.
+        #[arg(value_parser = positive)]
+        jobs: u64,
+        /// Connections: half push, half fetch (at least 2).
+        #[arg(value_parser = positive_usize)]
+        threads: usize,
+    },
+    /// Push N jobs on one client: one per call, or PUSHB batches (--bulk).
+    ///
+    /// One job per call with --concurrency calls in flight (default 1: each call awaited before the
+    /// next), or PUSHB batches of --bulk jobs (--concurrency batches in flight). On a testkit the
+    /// queue must hold exactly N more jobs afterwards.
+    Push {
+        /// Jobs to push.
+        #[arg(value_parser = positive)]
+        n: u64,
+        /// Calls (or batches) in flight.
+        #[arg(long, default_value = "1", value_parser = positive_usize)]
+        concurrency: usize,
+        /// PUSHB batches of B jobs instead of one job per call.
+        #[arg(long, value_name = "B", value_parser = positive_usize)]
+        bulk: Option<usize>,
+    },
+    /// A worker with a no-op handler runs N jobs of this run from --queue.
+    ///
+    /// Only the run's own jobs count (marked by --prefill or --run-id; without either, every job).
+    /// The clock stops when the handler ran the N-th; the worker then shuts down gracefully and
+    /// must report every ACK confirmed: exit 1 otherwise, or if N are not run within --timeout.
+    Work {
+        /// Jobs to run.
+        #[arg(value_parser = positive)]
+        n: u64,
+        /// Worker concurrency.
+        #[arg(long, default_value = "10", value_parser = positive_usize)]
+        concurrency: usize,
+        /// Push the N jobs first (not measured).
+        #[arg(long)]
+        prefill: bool,
+        /// Override the worker engine's FETCHes per connection.
+        #[arg(long, value_name = "F", value_parser = positive_usize)]
+        fetches_per_connection: Option<usize>,
+        /// Override the worker engine's cap on fetch connections.
+        #[arg(long, value_name = "M", value_parser = positive_usize)]
+        max_fetch_connections: Option<usize>,
+    },
+    /// The raw-socket client, the cheapest possible worker: fetch and ACK N jobs.
+    ///
+    /// One thread and one blocking socket per connection, one FETCH outstanding on each, each ACK
+    /// sent with the next FETCH in one write; until N ACKs were answered (exit 1 if fewer).
+    Raw {
+        /// Jobs to fetch and ACK.
+        #[arg(value_parser = positive)]
+        n: u64,
+        /// Connections (threads).
+        #[arg(long, default_value = "10", value_parser = positive_usize)]
+        connections: usize,
+        /// Push the N jobs first (not measured).
+        #[arg(long)]
+        prefill: bool,
+    },
+    /// The raw client against a spawned paced testkit, beside the real server's figures.
+    ///
+    /// Runs `raw` against a testkit child at --pace (default real) at each connection count, and
+    /// prints the medians beside what the same client did against a real Faktory (3.3k, 5.4k,
+    /// 8.5k, 11.9k jobs/s at 1, 2, 4, 10 connections), the ratio, and whether each is within 25%.
+    /// FAKTORY_URL is ignored.
+    Calibrate {
+        /// Prefilled jobs per point.
+        #[arg(long, default_value = "20000", value_parser = positive)]
+        jobs: u64,
+        /// Rounds (the median of each point is reported).
+        #[arg(long, default_value = "3", value_parser = positive_usize)]
+        rounds: usize,
+        /// Connection counts, comma-separated.
+        #[arg(
+            long,
+            value_name = "LIST",
+            value_delimiter = ',',
+            default_value = "1,2,4,10",
+            value_parser = positive_usize
+        )]
+        connections: Vec<usize>,
+    },
+    /// (internal) serve a testkit until stdin closes; the child of --spawn-testkit.
+    #[command(hide = true)]
+    ServeTestkit {
+        /// Port (0: any free one).
+        #[arg(long, default_value = "0")]
+        port: u16,
+        /// How long an empty FETCH blocks.
+        #[arg(long, value_name = "MS", default_value = "2000", value_parser = count)]
+        fetch_timeout_ms: u64,
+    },
+}
+
+impl Cli {
+    fn into_options(self) -> Result<Options, String> {
+        let g = self.global;
+        let mode = match self.mode {
+            ModeCmd::Load { jobs, threads } => {
+                if threads < 2 {
+                    return Err("load needs at least 2 THREADS (half push, half fetch)".into());
+                }
+                Mode::Load { jobs, threads }
+            }
+            ModeCmd::Push {
+                n,
+                concurrency,
+                bulk,
+            } => Mode::Push {
+                n,
+                concurrency,
+                bulk,
+            },
+            ModeCmd::Work {
+                n,
+                concurrency,
+                prefill,
+                fetches_per_connection,
+                max_fetch_connections,
+            } => Mode::Work {
+                n,
+                concurrency,
+                prefill,
+                fetches_per_connection,
+                max_fetch_connections,
+            },
+            ModeCmd::Raw {
+                n,
+                connections,
+                prefill,
+            } => Mode::Raw {
+                n,
+                connections,
+                prefill,
+            },
+            ModeCmd::Calibrate {
+                jobs,
+                rounds,
+                connections,
+            } => Mode::Calibrate {
+                jobs,
+                rounds,
+                connections,
+            },
+            ModeCmd::ServeTestkit {
+                port,
+                fetch_timeout_ms,
+            } => Mode::ServeTestkit {
+                port,
+                fetch_timeout: Duration::from_millis(fetch_timeout_ms),
+            },
+        };
+        Ok(Options {
+            mode,
+            queue: g.queue,
+            jobtype: g.jobtype,
+            runtime: g.runtime,
+            json: g.json,
+            spawn_testkit: g.spawn_testkit,
+            pace: g.pace,
+            progress: !g.no_progress,
+            timeout: g.timeout,
+            run_id: g.run_id,
+            seed: g.seed,
+        })
+    }
+}
+
+/// Parses the arguments after the program name. A `--help` is an `Err` whose
+/// [`clap::Error::kind`] says so ([`clap::Error::print`] shows it; [`clap::Error::exit_code`] is 0).
+pub fn parse<I, S>(args: I) -> Result<Options, clap::Error>
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: Into<std::ffi::OsString> + Clone,
 {
-    let mut it = args.into_iter().map(Into::into);
-    let mut positional: Vec<String> = Vec::new();
-    let mut queue = "bench".to_owned();
-    let mut jobtype = "Noop".to_owned();
-    let mut runtime = Runtime::Tokio;
-    let mut json = false;
-    let mut spawn_testkit = false;
-    let mut progress = true;
-    let mut timeout = Duration::from_secs(120);
-    let mut concurrency: Option<usize> = None;
-    let mut bulk: Option<usize> = None;
-    let mut prefill = false;
-    let mut fpc: Option<usize> = None;
-    let mut mfc: Option<usize> = None;
-    let mut port: u16 = 0;
-    let mut fetch_timeout = Duration::from_secs(2);
-    while let Some(arg) = it.next() {
-        if !arg.starts_with("--") && arg != "-h" {
-            positional.push(arg);
-            continue;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--queue" => queue = value()?,
-            "--jobtype" => jobtype = value()?,
-            "--runtime" => runtime = Runtime::parse(&value()?)?,
-            "--json" => json = true,
-            "--spawn-testkit" => spawn_testkit = true,
-            "--no-progress" => progress = false,
-            "--timeout" => {
-                let secs: f64 = number("--timeout", &value()?)?;
-                if !(secs > 0.0 && secs.is_finite()) {
-                    return Err("--timeout must be a positive number of seconds".into());
-                }
-                timeout = Duration::from_secs_f64(secs);
-            }
-            "--concurrency" => concurrency = Some(positive("--concurrency", &value()?)?),
-            "--bulk" => bulk = Some(positive("--bulk", &value()?)?),
-            "--prefill" => prefill = true,
-            "--fetches-per-connection" => {
-                fpc = Some(positive("--fetches-per-connection", &value()?)?);
-            }
-            "--max-fetch-connections" => {
-                mfc = Some(positive("--max-fetch-connections", &value()?)?);
-            }
-            "--port" => port = number("--port", &value()?)?,
-            "--fetch-timeout-ms" => {
-                fetch_timeout = Duration::from_millis(number("--fetch-timeout-ms", &value()?)?);
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    if queue.is_empty() || jobtype.is_empty() {
-        return Err("--queue and --jobtype must not be empty".into());
-    }
-    let mut pos = positional.iter().map(String::as_str);
-    let mode_name = pos.next().ok_or("no mode given (load, push or work)")?;
-    let mut arg = |what: &str| {
-        pos.next()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{mode_name} needs {what}"))
-    };
-    let mode = match mode_name {
-        "load" => {
-            let jobs = positive("JOBS", &arg("JOBS")?)?;
-            let threads: usize = positive("THREADS", &arg("THREADS")?)?;
-            if threads < 2 {
-                return Err("load needs at least 2 THREADS (half push, half fetch)".into());
-            }
-            Mode::Load { jobs, threads }
-        }
-        "push" => Mode::Push {
-            n: positive("N", &arg("N")?)?,
-            concurrency: concurrency.unwrap_or(1),
-            bulk,
-        },
-        "work" => Mode::Work {
-            n: positive("N", &arg("N")?)?,
-            concurrency: concurrency.unwrap_or(10),
-            prefill,
-            fetches_per_connection: fpc,
-            max_fetch_connections: mfc,
-        },
-        "serve-testkit" => Mode::ServeTestkit {
-            port,
-            fetch_timeout,
-        },
-        other => return Err(format!("unknown mode {other:?} (load, push or work)")),
-    };
-    let extra: Vec<&str> = pos.collect();
-    if !extra.is_empty() {
-        return Err(format!("unexpected arguments: {}", extra.join(" ")));
-    }
-    let misplaced = match &mode {
-        Mode::Load { .. } if concurrency.is_some() || bulk.is_some() => {
-            Some("--concurrency/--bulk")
-        }
-        Mode::Work { .. } if bulk.is_some() => Some("--bulk"),
-        Mode::Load { .. } | Mode::Push { .. } if prefill || fpc.is_some() || mfc.is_some() => {
-            Some("--prefill/--fetches-per-connection/--max-fetch-connections")
-        }
-        _ => None,
-    };
-    if let Some(flags) = misplaced {
-        return Err(format!("{flags} do not apply to {}", mode.name()));
-    }
-    Ok(Parsed::Run(Options {
-        mode,
-        queue,
-        jobtype,
-        runtime,
-        json,
-        spawn_testkit,
-        progress,
-        timeout,
-    }))
+    let argv = std::iter::once(std::ffi::OsString::from("faktory-bench"))
+        .chain(args.into_iter().map(Into::into));
+    let cli = Cli::try_parse_from(argv)?;
+    cli.into_options().map_err(|e| {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::ValueValidation, e)
+    })
 }
 
 /// Prints a measurement as `--json` or the human line says.
@@ -345,13 +466,46 @@ pub fn print_measurement(m: &Measurement, json: bool) {
     let _ = out.flush();
 }
 
-fn say_err(text: &str) {
+/// Writes `text` and a newline to stderr (a closed stderr is ignored).
+pub fn say_err(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{text}");
 }
 
-/// Runs the measurement `opts` describes against `target`, on the runtime it names.
+/// Writes `text` and a newline to stdout, flushed (a closed stdout is ignored).
+pub fn say_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Installs the `tracing` subscriber: `RUST_LOG` filters (default `warn`), output on stderr, so
+/// stdout stays the result (`--json`). `RUST_LOG=faktory_proto=debug` shows the clients'
+/// reconnects and re-sent ACKs. Installing twice is harmless.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .from_env_lossy();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Runs the measurement `opts` describes against `target`, on the runtime it names (`raw` runs
+/// on threads of its own whatever `--runtime` says).
 pub fn run_on(opts: &Options, target: &Target) -> Result<Measurement, BoxError> {
+    if let Mode::Raw {
+        n,
+        connections,
+        prefill,
+    } = opts.mode
+    {
+        return crate::workloads::measure_raw(opts, target, n, connections, prefill);
+    }
     match opts.runtime {
         Runtime::Tokio => crate::tokio_rt::run(opts, target),
         Runtime::Blocking => crate::blocking_rt::run(opts, target),
@@ -363,33 +517,42 @@ pub fn run_on(opts: &Options, target: &Target) -> Result<Measurement, BoxError> 
 pub fn main_with<I, S>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = S>,
-    S: Into<String>,
+    S: Into<std::ffi::OsString> + Clone,
 {
     let opts = match parse(args) {
-        Ok(Parsed::Run(o)) => o,
-        Ok(Parsed::Help) => {
-            let _ = writeln!(std::io::stdout().lock(), "{USAGE}");
-            return ExitCode::SUCCESS;
-        }
+        Ok(o) => o,
         Err(e) => {
-            say_err(&format!("faktory-bench: {e}\n\n{USAGE}"));
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    if let Mode::ServeTestkit {
-        port,
-        fetch_timeout,
-    } = opts.mode
-    {
-        return match server::serve_testkit(port, fetch_timeout) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                say_err(&format!("faktory-bench serve-testkit: {e}"));
-                ExitCode::FAILURE
-            }
-        };
+    init_logging();
+    match opts.mode {
+        Mode::ServeTestkit {
+            port,
+            fetch_timeout,
+        } => {
+            return match server::serve_testkit(port, fetch_timeout, opts.pace) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say_err(&format!("faktory-bench serve-testkit: {e}"));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Mode::Calibrate { .. } => {
+            return match crate::calibrate::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say_err(&format!("faktory-bench calibrate: {e}"));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
     }
-    let result = Target::choose(opts.spawn_testkit).and_then(|target| run_on(&opts, &target));
+    let result =
+        Target::choose(opts.spawn_testkit, opts.pace).and_then(|target| run_on(&opts, &target));
     match result {
         Ok(m) => {
             print_measurement(&m, opts.json);
@@ -407,10 +570,13 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Options {
-        match parse(args.iter().copied()).unwrap() {
-            Parsed::Run(o) => o,
-            Parsed::Help => panic!("help"),
-        }
+        parse(args.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -427,6 +593,9 @@ mod tests {
         assert_eq!((o.queue.as_str(), o.jobtype.as_str()), ("bench", "Noop"));
         assert_eq!(o.runtime, Runtime::Tokio);
         assert!(!o.json && !o.spawn_testkit && o.progress);
+        assert_eq!(o.pace, None);
+        assert_eq!(o.timeout, Duration::from_secs(120));
+        assert_eq!((o.run_id.as_deref(), o.seed), (None, None));
 
         let o = run(&[
             "--json",
@@ -462,6 +631,9 @@ mod tests {
             "tokio",
             "--timeout",
             "30",
+            "--pace",
+            "real",
+            "--run-id=r1",
         ]);
         assert_eq!(
             o.mode,
@@ -475,8 +647,10 @@ mod tests {
         );
         assert!(o.spawn_testkit);
         assert_eq!(o.timeout, Duration::from_secs(30));
+        assert_eq!(o.pace, Some(Pace::real_server()));
+        assert_eq!(o.run_id.as_deref(), Some("r1"));
 
-        let o = run(&["load", "30000", "10", "--jobtype", "X"]);
+        let o = run(&["load", "30000", "10", "--jobtype", "X", "--seed", "7"]);
         assert_eq!(
             o.mode,
             Mode::Load {
@@ -485,8 +659,51 @@ mod tests {
             }
         );
         assert_eq!(o.mode.jobs(), 30_000);
+        assert_eq!(o.seed, Some(7));
 
-        let o = run(&["serve-testkit", "--port", "7420"]);
+        let o = run(&["--pace=120:45", "raw", "20000", "--connections", "4"]);
+        assert_eq!(
+            o.mode,
+            Mode::Raw {
+                n: 20_000,
+                connections: 4,
+                prefill: false
+            }
+        );
+        assert_eq!(
+            o.pace,
+            Some(Pace::new(
+                Duration::from_micros(120),
+                Duration::from_micros(45)
+            ))
+        );
+        assert_eq!(
+            run(&["raw", "5", "--prefill"]).mode,
+            Mode::Raw {
+                n: 5,
+                connections: 10,
+                prefill: true
+            }
+        );
+
+        assert_eq!(
+            run(&["calibrate"]).mode,
+            Mode::Calibrate {
+                jobs: 20_000,
+                rounds: 3,
+                connections: vec![1, 2, 4, 10]
+            }
+        );
+        assert_eq!(
+            run(&["calibrate", "--connections", "1,16", "--rounds=1"]).mode,
+            Mode::Calibrate {
+                jobs: 20_000,
+                rounds: 1,
+                connections: vec![1, 16]
+            }
+        );
+
+        let o = run(&["serve-testkit", "--port", "7420", "--pace", "real"]);
         assert_eq!(
             o.mode,
             Mode::ServeTestkit {
@@ -494,8 +711,12 @@ mod tests {
                 fetch_timeout: Duration::from_secs(2)
             }
         );
-        assert_eq!(parse(["--help"]).unwrap(), Parsed::Help);
-        assert_eq!(parse(["push", "1", "-h"]).unwrap(), Parsed::Help);
+        assert_eq!(o.pace, Some(Pace::real_server()));
+        for help in [&["--help"][..], &["push", "1", "-h"], &["work", "--help"]] {
+            let e = parse(help.iter().copied()).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{help:?}");
+            assert_eq!(e.exit_code(), 0);
+        }
     }
 
     #[test]
@@ -516,10 +737,16 @@ mod tests {
             &["load", "10", "4", "--concurrency", "3"],
             &["push", "10", "--runtime", "go"],
             &["push", "10", "--timeout", "-1"],
+            &["push", "10", "--timeout", "0"],
             &["push", "10", "--queue", ""],
             &["push", "10", "--frobnicate"],
+            &["push", "10", "--pace", "fast"],
+            &["raw", "10", "--connections", "0"],
+            &["calibrate", "--connections", "1,,2"],
         ] {
-            assert!(parse(bad.iter().copied()).is_err(), "{bad:?} was accepted");
+            let r = parse(bad.iter().copied());
+            assert!(r.is_err(), "{bad:?} was accepted");
+            assert_ne!(r.unwrap_err().exit_code(), 0, "{bad:?}");
         }
     }
 
@@ -530,9 +757,10 @@ mod tests {
             ("blocking", Runtime::Blocking),
             ("smol", Runtime::Smol),
             ("async-std", Runtime::AsyncStd),
+            ("async_std", Runtime::AsyncStd),
         ] {
             assert_eq!(run(&["push", "1", "--runtime", name]).runtime, rt);
-            assert_eq!(rt.as_str(), name);
         }
+        assert_eq!(Runtime::AsyncStd.as_str(), "async-std");
     }
 }

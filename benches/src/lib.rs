@@ -5,12 +5,13 @@
 
 pub mod async_std_rt;
 pub mod blocking_rt;
+pub mod calibrate;
 pub mod cli;
 pub mod measure;
 pub mod monitor;
 pub mod progress;
+pub mod raw;
 pub mod report;
-pub mod rng;
 pub mod server;
 pub mod signal;
 pub mod tokio_rt;

@@ -9,8 +9,12 @@ use std::path::Path;
 /// Clock ticks per second of `utime`/`stime` in `/proc/*/stat` (`USER_HZ`, 100 on Linux).
 pub const USER_HZ: f64 = 100.0;
 
-/// The name prefix of the in-process testkit's runtime threads (`comm` keeps 15 bytes).
+/// The name of the in-process testkit's runtime threads (`comm` keeps 15 bytes).
 pub const TESTKIT_THREAD_PREFIX: &str = "fk-testkit";
+
+/// The name prefixes of every in-process testkit thread: its runtime's, and the pace timer thread
+/// the testkit names `faktory-testkit-pace` (`comm`: `faktory-testkit`).
+pub const TESTKIT_THREAD_PREFIXES: &[&str] = &[TESTKIT_THREAD_PREFIX, "faktory-testkit"];
 
 /// `utime + stime` in ticks from the text of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`.
 ///
@@ -39,15 +43,15 @@ pub fn pid_cpu_seconds(pid: u32) -> Option<f64> {
     cpu_seconds_of(&Path::new("/proc").join(pid.to_string()).join("stat"))
 }
 
-/// CPU seconds of this process's live threads whose name starts with `prefix`.
-pub fn threads_cpu_seconds(prefix: &str) -> f64 {
+/// CPU seconds of this process's live threads whose name starts with one of `prefixes`.
+pub fn threads_cpu_seconds(prefixes: &[&str]) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     dir.filter_map(Result::ok)
         .filter(|task| {
             std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+                .is_ok_and(|name| prefixes.iter().any(|p| name.trim_end().starts_with(p)))
         })
         .filter_map(|task| cpu_seconds_of(&task.path().join("stat")))
         .sum()
@@ -102,7 +106,7 @@ impl CpuMark {
     pub fn now() -> Self {
         CpuMark {
             process: process_cpu_seconds(),
-            testkit_threads: threads_cpu_seconds(TESTKIT_THREAD_PREFIX),
+            testkit_threads: threads_cpu_seconds(TESTKIT_THREAD_PREFIXES),
         }
     }
 
@@ -152,7 +156,8 @@ mod tests {
             std::hint::black_box(x);
             let b = CpuMark::now();
             assert!(b.client_since(&a).unwrap() >= 0.0);
-            assert_eq!(b.testkit_since(&a), 0.0);
+            // Other tests of this process run in-process testkits: their threads may have run.
+            assert!(b.testkit_since(&a) >= 0.0);
         }
     }
 }

@@ -3,9 +3,10 @@
 //! - [`Monitor`]: a connection of its own (a `faktory-blocking` client: no async runtime, so it
 //!   fits every mode), opened before the run, so it is part of the connection baseline;
 //! - [`watched`]: runs the workload while a thread samples the connection count every 100 ms (the
-//!   in-process testkit's handle, else INFO's `connections`) and, for `work`, polls INFO's
-//!   `total_processed` until the run's jobs are acknowledged (every 10 ms, then every millisecond
-//!   once the handler has seen them all);
+//!   in-process testkit's handle, else INFO's `connections`) and, for `work`, gives up when the
+//!   timeout expires or the worker stops before the [`JobCounter`] has counted the run's jobs;
+//! - [`JobCounter`]: the no-op handlers count the jobs of this run (marked with [`RUN_FIELD`]);
+//!   the N-th one ends the measured phase;
 //! - [`Meter`]: wall time, client CPU, server CPU and peak RSS of the measured phase.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,15 +26,113 @@ use crate::signal::{Signal, SignalWait};
 /// How often connections are sampled during a run.
 const CONN_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
+/// The custom field that marks the jobs of one run (`"custom":{"faktory_bench_run":"ID"}`): the
+/// `work` handlers count only the jobs that carry the run's id, so jobs left over from earlier
+/// runs (or returned by an expired reservation) are not counted.
+pub const RUN_FIELD: &str = "faktory_bench_run";
+
 /// The job every mode pushes: `jobtype`, args `[1,"string",3]`, `queue`, and `reserve_for` 600 s
 /// (the `faktory` crate 0.13 cannot decode a fetched job without `reserve_for`: its worker stops
-/// with "missing field `reserve_for`", so prefilled jobs carry it for both clients).
-pub fn bench_job(jobtype: &str, queue: &str) -> Result<Job, JobError> {
-    Job::builder(jobtype)
+/// with "missing field `reserve_for`", so prefilled jobs carry it for both clients); with
+/// `run_id`, marked with [`RUN_FIELD`].
+pub fn bench_job(jobtype: &str, queue: &str, run_id: Option<&str>) -> Result<Job, JobError> {
+    let mut b = Job::builder(jobtype)
         .queue(queue)
         .args((1, "string", 3))
-        .reserve_for(600)
-        .build()
+        .reserve_for(600);
+    if let Some(id) = run_id {
+        b = b.custom(RUN_FIELD, id);
+    }
+    b.build()
+}
+
+/// A run id nobody else has: the process id, the time and a random number.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        fastrand::u32(..)
+    )
+}
+
+/// Counts the jobs a `work` handler ran: those of this run ([`RUN_FIELD`] equal to the run id),
+/// or every job when there is no run id. The N-th job of the run records when it ran, which ends
+/// the measured phase. Cheap to clone (one `Arc`); the handler calls [`JobCounter::count`].
+#[derive(Clone, Debug)]
+pub struct JobCounter {
+    inner: Arc<CounterInner>,
+}
+
+#[derive(Debug)]
+struct CounterInner {
+    run_id: Option<String>,
+    n: u64,
+    ran: Arc<AtomicU64>,
+    others: AtomicU64,
+    reached: Signal<Result<Instant, String>>,
+}
+
+impl JobCounter {
+    /// A counter waiting for `n` jobs of `run_id` (of any run when `None`).
+    pub fn new(run_id: Option<String>, n: u64) -> JobCounter {
+        JobCounter {
+            inner: Arc::new(CounterInner {
+                run_id,
+                n,
+                ran: Arc::new(AtomicU64::new(0)),
+                others: AtomicU64::new(0),
+                reached: Signal::new(),
+            }),
+        }
+    }
+
+    /// A handler ran a job whose [`RUN_FIELD`] is `run` (`None`: the job has none, or it is not
+    /// a string).
+    pub fn count(&self, run: Option<&str>) {
+        let c = &self.inner;
+        if let Some(want) = &c.run_id {
+            if run != Some(want.as_str()) {
+                c.others.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if c.ran.fetch_add(1, Ordering::Relaxed) + 1 == c.n {
+            c.reached.set(Ok(Instant::now()));
+        }
+    }
+
+    /// Jobs of the run that were run so far.
+    pub fn ran(&self) -> u64 {
+        self.inner.ran.load(Ordering::Relaxed)
+    }
+
+    /// The shared count of [`JobCounter::ran`] (for the progress line).
+    pub fn ran_shared(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.inner.ran)
+    }
+
+    /// Jobs run that were not of the run (left over from others).
+    pub fn others(&self) -> u64 {
+        self.inner.others.load(Ordering::Relaxed)
+    }
+
+    /// Jobs the run is about.
+    pub fn n(&self) -> u64 {
+        self.inner.n
+    }
+
+    /// The run id counted (`None`: every job).
+    pub fn run_id(&self) -> Option<&str> {
+        self.inner.run_id.as_deref()
+    }
+
+    fn give_up(&self, why: String) {
+        self.inner.reached.set(Err(why));
+    }
 }
 
 /// A monitoring connection.
@@ -90,14 +189,20 @@ impl Monitor {
         }
     }
 
-    /// Pushes `n` [`bench_job`]s to `queue`, PUSHB 1,000 at a time (generated chunk by chunk, so
-    /// the prefill does not inflate this process's memory).
-    pub fn prefill(&self, n: u64, queue: &str, jobtype: &str) -> Result<(), BoxError> {
+    /// Pushes `n` [`bench_job`]s (marked with `run_id`) to `queue`, PUSHB 1,000 at a time
+    /// (generated chunk by chunk, so the prefill does not inflate this process's memory).
+    pub fn prefill(
+        &self,
+        n: u64,
+        queue: &str,
+        jobtype: &str,
+        run_id: Option<&str>,
+    ) -> Result<(), BoxError> {
         let mut left = n;
         while left > 0 {
             let chunk = left.min(1_000);
             let jobs = (0..chunk)
-                .map(|_| bench_job(jobtype, queue))
+                .map(|_| bench_job(jobtype, queue, run_id))
                 .collect::<Result<Vec<_>, _>>()?;
             let refused = self.client.push_bulk(jobs)?;
             if !refused.is_empty() {
@@ -109,38 +214,51 @@ impl Monitor {
     }
 }
 
-/// For `work`: acknowledged jobs to wait for.
+/// For `work`: the jobs to wait for.
 #[derive(Debug, Clone)]
-pub struct ProcessedGoal {
-    /// INFO's `total_processed` before the run.
-    pub base: u64,
-    /// Jobs to be acknowledged.
-    pub n: u64,
-    /// Jobs the handler has seen (bumped by the workload).
-    pub handled: Arc<AtomicU64>,
+pub struct RunGoal {
+    /// What the handlers count.
+    pub counter: JobCounter,
     /// Set by the workload when the worker's `run` returned.
     pub stopped: Arc<AtomicBool>,
 }
 
 /// What the workload can wait for while [`watched`] runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Watch {
-    reached: Signal<Result<Instant, String>>,
+    goal: Option<JobCounter>,
     deadline: Signal<()>,
     stop: AtomicBool,
 }
 
 impl Watch {
-    /// Completes when the [`ProcessedGoal`] is reached (with when), or cannot be (why): the
-    /// timeout expired or the worker stopped.
-    pub fn reached(&self) -> SignalWait<'_, Result<Instant, String>> {
-        self.reached.wait()
+    fn new(goal: Option<JobCounter>) -> Watch {
+        Watch {
+            goal,
+            deadline: Signal::new(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Completes when the [`RunGoal`]'s N-th job ran (with when), or cannot (why): the timeout
+    /// expired or the worker stopped. Never completes without a goal.
+    pub fn reached(&self) -> impl std::future::Future<Output = Result<Instant, String>> + '_ {
+        let wait = self.goal.as_ref().map(|g| g.inner.reached.wait());
+        async move {
+            match wait {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
     /// [`Watch::reached`] for threads.
     pub fn reached_blocking(&self) -> Result<Instant, String> {
+        let Some(goal) = &self.goal else {
+            return Err("no goal to wait for".into());
+        };
         loop {
-            if let Some(r) = self.reached.wait_timeout(Duration::from_secs(1)) {
+            if let Some(r) = goal.inner.reached.wait_timeout(Duration::from_secs(1)) {
                 return r;
             }
         }
@@ -164,11 +282,11 @@ pub fn watched<R>(
     monitor: &Monitor,
     target: &Target,
     timeout: Duration,
-    goal: Option<&ProcessedGoal>,
+    goal: Option<&RunGoal>,
     body: impl FnOnce(&Watch) -> R,
 ) -> Result<(R, u64), BoxError> {
     let baseline = monitor.connections(target)?;
-    let watch = Watch::default();
+    let watch = Watch::new(goal.map(|g| g.counter.clone()));
     let deadline = Instant::now() + timeout;
     let (out, peak) = std::thread::scope(|s| {
         let thread = std::thread::Builder::new()
@@ -189,7 +307,7 @@ fn watch_loop(
     monitor: &Monitor,
     target: &Target,
     watch: &Watch,
-    goal: Option<&ProcessedGoal>,
+    goal: Option<&RunGoal>,
     deadline: Instant,
 ) -> u64 {
     let mut peak = 0;
@@ -208,22 +326,7 @@ fn watch_loop(
         if now >= deadline {
             watch.deadline.set(());
         }
-        let mut pause = Duration::from_millis(10);
-        if let Some(g) = goal.filter(|_| watch.reached.get().is_none()) {
-            let local = g.handled.load(Ordering::Relaxed);
-            let acked = || {
-                monitor
-                    .snapshot()
-                    .map(|s| s.processed.saturating_sub(g.base))
-            };
-            if local >= g.n {
-                pause = Duration::from_millis(1);
-                match acked() {
-                    Ok(a) if a >= g.n => watch.reached.set(Ok(Instant::now())),
-                    Ok(_) => {}
-                    Err(e) => watch.reached.set(Err(format!("INFO failed: {e}"))),
-                }
-            }
+        if let Some(g) = goal {
             let why = if g.stopped.load(Ordering::Acquire) {
                 Some("the worker stopped")
             } else if now >= deadline {
@@ -231,15 +334,20 @@ fn watch_loop(
             } else {
                 None
             };
-            if let (Some(why), None) = (why, watch.reached.get()) {
-                let acked = acked().map_or_else(|e| format!("? ({e})"), |a| a.to_string());
-                watch.reached.set(Err(format!(
-                    "gave up: {local} of {} jobs handled, {acked} acknowledged when {why}",
-                    g.n
-                )));
+            if let Some(why) = why {
+                let c = &g.counter;
+                let others = match c.run_id() {
+                    Some(_) => format!(" (and {} jobs of other runs)", c.others()),
+                    None => String::new(),
+                };
+                c.give_up(format!(
+                    "gave up: {} of {} jobs run{others} when {why}",
+                    c.ran(),
+                    c.n()
+                ));
             }
         }
-        std::thread::sleep(pause);
+        std::thread::sleep(Duration::from_millis(10));
     }
     if let Ok(c) = monitor.connections(target) {
         peak = peak.max(c);
@@ -317,5 +425,54 @@ impl Meter {
         if let Some(c) = target.caveat() {
             m.notes.push(c.to_owned());
         }
+        if let Some(p) = target.pace() {
+            m.param("pace_us", crate::server::describe_pace(Some(p)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_counts_the_runs_jobs_and_records_the_nth() {
+        let c = JobCounter::new(Some("r1".into()), 3);
+        c.count(Some("r1"));
+        c.count(None);
+        c.count(Some("r0"));
+        c.count(Some("r1"));
+        assert_eq!((c.ran(), c.others()), (2, 2));
+        assert!(c.inner.reached.get().is_none());
+        c.count(Some("r1"));
+        assert!(matches!(c.inner.reached.get(), Some(Ok(_))));
+        // Later jobs count, and do not move the instant; giving up afterwards changes nothing.
+        let at = c.inner.reached.get();
+        c.count(Some("r1"));
+        c.give_up("late".into());
+        assert_eq!(c.ran(), 4);
+        assert_eq!(c.inner.reached.get(), at);
+
+        let any = JobCounter::new(None, 2);
+        any.count(None);
+        any.count(Some("whatever"));
+        assert_eq!((any.ran(), any.others()), (2, 0));
+        assert!(matches!(any.inner.reached.get(), Some(Ok(_))));
+
+        let short = JobCounter::new(Some("r".into()), 5);
+        short.count(Some("r"));
+        short.give_up("timeout".into());
+        assert_eq!(short.inner.reached.get(), Some(Err("timeout".into())));
+    }
+
+    #[test]
+    fn jobs_carry_the_run_id() {
+        let j = bench_job("Noop", "q", Some("abc")).unwrap();
+        assert_eq!(
+            j.custom_value(RUN_FIELD).and_then(|v| v.as_str()),
+            Some("abc")
+        );
+        assert!(bench_job("Noop", "q", None).unwrap().custom.is_none());
+        assert_ne!(new_run_id(), new_run_id());
     }
 }

@@ -1,18 +1,23 @@
-//! A progress line with the current rate, on a terminal only (`std::io::IsTerminal`).
+//! A progress bar with the current and the average rate (`indicatif`), on a terminal only.
 //!
-//! It runs on its own thread so it works with every runtime (and with none), and reads a shared
-//! counter the workload bumps.
+//! The workload bumps a shared counter (an atomic add per job, the same for every client); a thread
+//! of its own reads it every 250 ms and moves the bar, so it works with every runtime (and none).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often the line is redrawn.
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often the bar is moved.
 const TICK: Duration = Duration::from_millis(250);
 
-/// A progress line on stderr; cleared when dropped or [`Progress::finish`]ed.
+/// The bar's layout: `label [####......] done/total, R jobs/s now, A average` (under 80 columns).
+const TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len}, {msg}";
+
+/// A progress bar on stderr; cleared when dropped or [`Progress::finish`]ed.
 #[derive(Debug)]
 pub struct Progress {
     stop: Arc<AtomicBool>,
@@ -20,23 +25,28 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts drawing `label: done/total jobs, R jobs/s now, A jobs/s average` every 250 ms, if
-    /// `enabled` and stderr is a terminal; otherwise draws nothing.
+    /// Starts drawing `label`'s progress towards `total` jobs every 250 ms, if `enabled` and stderr
+    /// is a terminal; otherwise draws nothing (and starts no thread).
     pub fn start(label: &str, done: Arc<AtomicU64>, total: u64, enabled: bool) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress { stop, thread: None };
         }
-        let label = label.to_owned();
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(TEMPLATE)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#..");
+        bar.set_style(style);
+        bar.set_prefix(label.to_owned());
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("fk-progress".into())
-            .spawn(move || draw(&label, &done, total, &stop2))
+            .spawn(move || draw(&bar, &done, total, &stop2))
             .ok();
         Progress { stop, thread }
     }
 
-    /// Stops drawing and clears the line.
+    /// Stops drawing and clears the bar.
     pub fn finish(mut self) {
         self.stop_now();
     }
@@ -45,9 +55,6 @@ impl Progress {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
         }
     }
 }
@@ -58,7 +65,7 @@ impl Drop for Progress {
     }
 }
 
-fn draw(label: &str, done: &AtomicU64, total: u64, stop: &AtomicBool) {
+fn draw(bar: &ProgressBar, done: &AtomicU64, total: u64, stop: &AtomicBool) {
     let start = Instant::now();
     let mut last = (start, 0u64);
     while !stop.load(Ordering::Acquire) {
@@ -73,11 +80,10 @@ fn draw(label: &str, done: &AtomicU64, total: u64, stop: &AtomicBool) {
         let current = rate(n.saturating_sub(last.1), now.duration_since(last.0));
         let average = rate(n, now.duration_since(start));
         last = (now, n);
-        let line = progress_line(label, n, total, current, average);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K{line}");
-        let _ = err.flush();
+        bar.set_position(n.min(total));
+        bar.set_message(rates(current, average));
     }
+    bar.finish_and_clear();
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -85,19 +91,10 @@ fn rate(n: u64, d: Duration) -> f64 {
     if s > 0.0 { n as f64 / s } else { 0.0 }
 }
 
-/// The text of the progress line: a 30-column bar, counts and rates.
-pub fn progress_line(label: &str, done: u64, total: u64, current: f64, average: f64) -> String {
-    const WIDTH: u64 = 30;
-    let filled = done
-        .min(total)
-        .saturating_mul(WIDTH)
-        .checked_div(total)
-        .unwrap_or(WIDTH);
-    let bar: String = (0..WIDTH)
-        .map(|i| if i < filled { '#' } else { '.' })
-        .collect();
+/// The rates after the bar: `12,346 jobs/s now, 10,000 average`.
+pub fn rates(current: f64, average: f64) -> String {
     format!(
-        "{label} [{bar}] {done}/{total} jobs, {} jobs/s now, {} jobs/s average",
+        "{} jobs/s now, {} average",
         crate::report::thousands(current),
         crate::report::thousands(average)
     )
@@ -108,14 +105,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_shape() {
-        let l = progress_line("work", 500, 1000, 12345.6, 10000.0);
-        assert_eq!(
-            l,
-            "work [###############...............] 500/1000 jobs, 12,346 jobs/s now, 10,000 jobs/s average"
-        );
-        assert!(progress_line("push", 5, 0, 0.0, 0.0).contains(&"#".repeat(30)));
-        assert!(progress_line("push", 2000, 1000, 0.0, 0.0).contains(&"#".repeat(30)));
+    fn the_rates_and_the_template() {
+        assert_eq!(rates(12345.6, 10000.0), "12,346 jobs/s now, 10,000 average");
+        assert_eq!(rate(10, Duration::ZERO), 0.0);
+        assert_eq!(rate(10, Duration::from_secs(2)), 5.0);
+        assert!(ProgressStyle::with_template(TEMPLATE).is_ok());
     }
 
     #[test]

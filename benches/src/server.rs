@@ -11,10 +11,45 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use faktory_testkit::TestServer;
+use faktory_testkit::{Pace, TestServer};
 
 use crate::BoxError;
-use crate::measure::{self, TESTKIT_THREAD_PREFIX};
+use crate::measure::{self, TESTKIT_THREAD_PREFIXES};
+
+/// Parses `--pace`: `real` ([`Pace::real_server`]) or `PER_US:SHARED_US`, the two service times
+/// of the model in microseconds (see `faktory_testkit::Pace`).
+pub fn parse_pace(text: &str) -> Result<Pace, String> {
+    if text == "real" {
+        return Ok(Pace::real_server());
+    }
+    let bad = || format!("expected `real` or PER_US:SHARED_US (e.g. 20:45), got {text:?}");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let us = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map(Duration::from_micros)
+            .map_err(|_| bad())
+    };
+    Ok(Pace::new(us(a)?, us(b)?))
+}
+
+/// `PER_US:SHARED_US`, as [`parse_pace`] reads it back (what a spawned testkit is given).
+pub fn pace_arg(pace: Pace) -> String {
+    format!(
+        "{}:{}",
+        pace.per_command.as_micros(),
+        pace.shared.as_micros()
+    )
+}
+
+/// How a report names a pace: `real 20:45` for [`Pace::real_server`], else `20:45` (µs).
+pub fn describe_pace(pace: Option<Pace>) -> String {
+    match pace {
+        None => "instant".to_owned(),
+        Some(p) if p == Pace::real_server() => format!("real {}", pace_arg(p)),
+        Some(p) => pace_arg(p),
+    }
+}
 
 /// Where the server is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,26 +80,43 @@ pub struct Target {
     kind: ServerKind,
     in_process: Option<InProcess>,
     child: Option<TestkitChild>,
+    pace: Option<Pace>,
 }
 
 impl Target {
     /// `FAKTORY_URL` when `spawn` is false and it is set; else a testkit child process when `spawn`;
-    /// else the testkit in this process.
-    pub fn choose(spawn: bool) -> Result<Target, BoxError> {
+    /// else the testkit in this process. A testkit answers at `pace` when given (a real server
+    /// has its own: `pace` with `FAKTORY_URL` is refused).
+    pub fn choose(spawn: bool, pace: Option<Pace>) -> Result<Target, BoxError> {
         if spawn {
-            let exe = std::env::current_exe()?;
-            let child = TestkitChild::spawn(&exe, &["serve-testkit", "--port", "0"])?;
-            return Ok(Target {
-                url: child.url().to_owned(),
-                kind: ServerKind::Spawned,
-                in_process: None,
-                child: Some(child),
-            });
+            return Target::spawned(pace);
         }
         match std::env::var("FAKTORY_URL") {
-            Ok(url) if !url.is_empty() => Ok(Target::external(url)),
-            _ => Target::in_process(),
+            Ok(url) if !url.is_empty() => {
+                if pace.is_some() {
+                    return Err(
+                        "--pace models a server for the testkit: it does not apply to \
+                                FAKTORY_URL (unset it, or add --spawn-testkit)"
+                            .into(),
+                    );
+                }
+                Ok(Target::external(url))
+            }
+            _ => Target::in_process(pace),
         }
+    }
+
+    /// A testkit in a child process (this executable re-run as `serve-testkit`), at `pace`.
+    pub fn spawned(pace: Option<Pace>) -> Result<Target, BoxError> {
+        let exe = std::env::current_exe()?;
+        let child = TestkitChild::spawn(&exe, &serve_testkit_args(pace))?;
+        Ok(Target {
+            url: child.url().to_owned(),
+            kind: ServerKind::Spawned,
+            in_process: None,
+            child: Some(child),
+            pace,
+        })
     }
 
     /// A server that is not ours.
@@ -74,18 +126,30 @@ impl Target {
             kind: ServerKind::External,
             in_process: None,
             child: None,
+            pace: None,
         }
     }
 
-    /// Starts the testkit on its own runtime in this process.
-    pub fn in_process() -> Result<Target, BoxError> {
-        let ip = InProcess::start()?;
+    /// Starts the testkit on its own runtime in this process, at `pace`.
+    pub fn in_process(pace: Option<Pace>) -> Result<Target, BoxError> {
+        let ip = InProcess::start(pace)?;
         Ok(Target {
             url: ip.url.clone(),
             kind: ServerKind::InProcess,
             in_process: Some(ip),
             child: None,
+            pace,
         })
+    }
+
+    /// The testkit's modelled pace (`None`: it answers at once, or the server is not ours).
+    pub fn pace(&self) -> Option<Pace> {
+        self.pace
+    }
+
+    /// The testkit child's process id, when spawned.
+    pub fn child_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(TestkitChild::pid)
     }
 
     /// The server's URL.
@@ -111,7 +175,7 @@ impl Target {
     pub fn server_cpu_seconds(&self) -> Option<f64> {
         match self.kind {
             ServerKind::External => None,
-            ServerKind::InProcess => Some(measure::threads_cpu_seconds(TESTKIT_THREAD_PREFIX)),
+            ServerKind::InProcess => Some(measure::threads_cpu_seconds(TESTKIT_THREAD_PREFIXES)),
             ServerKind::Spawned => self
                 .child
                 .as_ref()
@@ -136,9 +200,13 @@ struct InProcess {
 }
 
 impl InProcess {
-    fn start() -> Result<InProcess, BoxError> {
+    fn start(pace: Option<Pace>) -> Result<InProcess, BoxError> {
         let rt = testkit_runtime()?;
-        let server = rt.block_on(TestServer::builder().start())?;
+        let mut builder = TestServer::builder();
+        if let Some(p) = pace {
+            builder = builder.pace(p);
+        }
+        let server = rt.block_on(builder.start())?;
         Ok(InProcess {
             url: server.url(),
             server: Some(server),
@@ -158,7 +226,7 @@ impl Drop for InProcess {
 
 fn testkit_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .thread_name(TESTKIT_THREAD_PREFIX)
+        .thread_name(measure::TESTKIT_THREAD_PREFIX)
         .enable_all()
         .build()
 }
@@ -175,7 +243,10 @@ pub struct TestkitChild {
 impl TestkitChild {
     /// Runs `program args…` (which must serve a testkit, print its URL as the first line of stdout,
     /// and exit when stdin closes), and waits for the URL.
-    pub fn spawn(program: &Path, args: &[&str]) -> Result<TestkitChild, BoxError> {
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(
+        program: &Path,
+        args: &[S],
+    ) -> Result<TestkitChild, BoxError> {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -234,16 +305,35 @@ impl Drop for TestkitChild {
     }
 }
 
-/// The child side of `--spawn-testkit` (`serve-testkit [--port P] [--fetch-timeout-ms MS]`):
-/// serves the testkit on 127.0.0.1, prints its URL on stdout, and serves until stdin reaches EOF.
-pub fn serve_testkit(port: u16, fetch_timeout: Duration) -> Result<(), BoxError> {
+/// The arguments that make this executable serve a testkit child on any port, at `pace`.
+pub fn serve_testkit_args(pace: Option<Pace>) -> Vec<String> {
+    let mut args: Vec<String> = ["serve-testkit", "--port", "0"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if let Some(p) = pace {
+        args.push("--pace".into());
+        args.push(pace_arg(p));
+    }
+    args
+}
+
+/// The child side of `--spawn-testkit` (`serve-testkit [--port P] [--fetch-timeout-ms MS]
+/// [--pace P]`): serves the testkit on 127.0.0.1, prints its URL on stdout, and serves until stdin
+/// reaches EOF.
+pub fn serve_testkit(
+    port: u16,
+    fetch_timeout: Duration,
+    pace: Option<Pace>,
+) -> Result<(), BoxError> {
     let rt = testkit_runtime()?;
-    let server = rt.block_on(
-        TestServer::builder()
-            .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
-            .fetch_timeout(fetch_timeout)
-            .start(),
-    )?;
+    let mut builder = TestServer::builder()
+        .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+        .fetch_timeout(fetch_timeout);
+    if let Some(p) = pace {
+        builder = builder.pace(p);
+    }
+    let server = rt.block_on(builder.start())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", server.url())?;
@@ -260,4 +350,34 @@ pub fn serve_testkit(port: u16, fetch_timeout: Duration) -> Result<(), BoxError>
     drop(server);
     rt.shutdown_background();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_arguments_read_back() {
+        assert_eq!(parse_pace("real"), Ok(Pace::real_server()));
+        let p = parse_pace("120:45").unwrap();
+        assert_eq!(
+            p,
+            Pace::new(Duration::from_micros(120), Duration::from_micros(45))
+        );
+        assert_eq!(parse_pace(&pace_arg(p)), Ok(p));
+        assert_eq!(
+            parse_pace(&pace_arg(Pace::real_server())),
+            Ok(Pace::real_server())
+        );
+        for bad in ["", "fast", "1", "1:x", ":2", "-1:2"] {
+            assert!(parse_pace(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(describe_pace(None), "instant");
+        assert!(describe_pace(Some(Pace::real_server())).starts_with("real "));
+        assert_eq!(describe_pace(Some(p)), "120:45");
+        assert_eq!(
+            serve_testkit_args(Some(p)),
+            ["serve-testkit", "--port", "0", "--pace", "120:45"]
+        );
+    }
 }

@@ -82,7 +82,7 @@ pub fn run(opts: &Options, target: &Target) -> Result<Measurement, BoxError> {
                 rt.block_on(bodies::work_body(&exec, ctx))
             })
         }
-        Mode::ServeTestkit { .. } => Err("serve-testkit is not a measurement".into()),
+        other => Err(format!("{} is not a measurement of a client", other.name()).into()),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
     out
