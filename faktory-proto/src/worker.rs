@@ -77,9 +77,14 @@
 //!   (`concurrency − running − outstanding FETCHes`), spread over the fetch connections with the
 //!   fewest outstanding. A FETCH's reply timeout is the connection's `reply_timeout`, but at least
 //!   [`MIN_FETCH_REPLY_TIMEOUT`] (the server blocks a FETCH for up to 2 s).
-//! - **ACK and FAIL** go to the least busy ready connection that has no FETCH outstanding (the
-//!   control connection always qualifies), so they never wait behind a blocking FETCH; the FETCH that
-//!   refills the freed slot is then pipelined behind the ACK on that connection.
+//! - **ACK and FAIL** go to a ready connection that has no FETCH outstanding, so they never wait
+//!   behind a blocking FETCH: the connection that brought the job when it is free (its refill FETCH
+//!   then follows in the same write: one write and one read per job, the cheapest pattern), else
+//!   the least busy one (the control connection always qualifies). A connection whose FETCH
+//!   brought a job waits [`REFILL_HOLD`] (250 µs) for that job's outcome before it fetches again:
+//!   without that, at a concurrency above the number of connections the refill FETCH would leave
+//!   first and every ACK would crowd onto the control connection, which a real server serves one
+//!   command at a time.
 //! - Quiet and terminate are enforced locally on every connection (the server only enforces them on
 //!   the connection that created the worker record,
 //!   docs/protocol.md#quiet-is-enforced-on-one-connection-only).
@@ -198,6 +203,10 @@ pub const PANIC_ERRTYPE: &str = "panic";
 const MAX_OUTCOME_SENDS: u32 = 3;
 /// How long a fetch connection pauses its FETCHes after one was answered with an error.
 const FETCH_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How long a connection whose FETCH brought a job waits for that job's outcome before it fetches
+/// again: a quick job's ACK and the FETCH that refills its slot then leave together, in one write
+/// on that connection, instead of the FETCH going first and the ACK to another connection.
+pub const REFILL_HOLD: Duration = Duration::from_micros(250);
 /// The shortest reply timeout given to a FETCH: the server blocks it for up to 2 s on empty queues,
 /// and a FETCH that times out poisons its connection
 /// (docs/protocol.md#a-timeout-poisons-the-connection).
@@ -429,6 +438,9 @@ struct Conn {
     /// Its last FETCH came back empty: the queues look idle, so it keeps a single FETCH outstanding
     /// (each one may block 2 s, and shutdown waits for every one) until a FETCH brings a job again.
     idle: bool,
+    /// Until then it does not FETCH: a job it brought is running, and a quick one's ACK should
+    /// leave together with the refill ([`REFILL_HOLD`]).
+    refill_hold: Option<Instant>,
     /// Input, a timeout or a send reached it since its events and bytes were last collected.
     touched: bool,
 }
@@ -463,6 +475,8 @@ struct Slot {
 struct RunningJob {
     jid: String,
     backtrace_lines: usize,
+    /// The connection whose FETCH brought it.
+    conn: ConnId,
 }
 
 #[derive(Debug)]
@@ -477,6 +491,8 @@ struct OutcomeRec {
     kind: OutcomeKind,
     in_flight: bool,
     errors: u32,
+    /// The connection that brought the job: its ACK/FAIL goes there when it can.
+    home: Option<ConnId>,
 }
 
 /// The worker engine. See the [module documentation](self).
@@ -721,6 +737,9 @@ impl Worker {
             if c.fetch_paused_until.is_some_and(|t| t <= now) {
                 c.fetch_paused_until = None;
             }
+            if c.refill_hold.is_some_and(|t| t <= now) {
+                c.refill_hold = None;
+            }
         }
         if let SlotState::Waiting(t) = self.control.state {
             if t <= now {
@@ -777,7 +796,11 @@ impl Worker {
                 0,
             )),
         };
-        self.queue_outcome(token, job.jid, kind);
+        // The job's connection may fetch again: with this outcome, in one write.
+        if let Some(c) = self.conn_mut(job.conn) {
+            c.refill_hold = None;
+        }
+        self.queue_outcome_from(token, job.jid, kind, Some(job.conn));
         self.pump(now);
         true
     }
@@ -850,6 +873,7 @@ impl Worker {
         for c in &self.conns {
             consider(c.client.poll_timeout());
             consider(c.fetch_paused_until);
+            consider(c.refill_hold);
         }
         if let SlotState::Waiting(t) = self.control.state {
             consider(Some(t));
@@ -969,6 +993,7 @@ impl Worker {
             fetches: 0,
             fetch_paused_until: None,
             idle: false,
+            refill_hold: None,
             touched: true,
         });
         if let Some(slot) = self.slot_mut(role) {
@@ -1063,7 +1088,7 @@ impl Worker {
             c.idle = matches!(result, Ok(Reply::Job(None)));
         }
         match result {
-            Ok(Reply::Job(Some(job))) => self.on_fetched(job, now),
+            Ok(Reply::Job(Some(job))) => self.on_fetched(conn, job, now),
             Ok(Reply::UndecodableJob { jid, error, .. }) => {
                 let token = self.new_token();
                 let jid = jid.filter(|j| !j.is_empty());
@@ -1097,7 +1122,7 @@ impl Worker {
         }
     }
 
-    fn on_fetched(&mut self, job: Box<Job>, now: Instant) {
+    fn on_fetched(&mut self, conn: ConnId, job: Box<Job>, now: Instant) {
         let token = self.new_token();
         let run = match self.lifecycle {
             Lifecycle::Running | Lifecycle::Quiet => true,
@@ -1110,8 +1135,12 @@ impl Worker {
                 RunningJob {
                     jid: job.jid.clone(),
                     backtrace_lines: job.backtrace_lines(),
+                    conn,
                 },
             );
+            if let Some(c) = self.conn_mut(conn) {
+                c.refill_hold = now.checked_add(REFILL_HOLD);
+            }
             self.emit(Event::RunJob { token, job });
         } else {
             let fail = fail::fail_payload(
@@ -1295,6 +1324,16 @@ impl Worker {
     }
 
     fn queue_outcome(&mut self, token: JobToken, jid: String, kind: OutcomeKind) {
+        self.queue_outcome_from(token, jid, kind, None);
+    }
+
+    fn queue_outcome_from(
+        &mut self,
+        token: JobToken,
+        jid: String,
+        kind: OutcomeKind,
+        home: Option<ConnId>,
+    ) {
         self.outcomes.insert(
             token,
             OutcomeRec {
@@ -1302,6 +1341,7 @@ impl Worker {
                 kind,
                 in_flight: false,
                 errors: 0,
+                home,
             },
         );
         self.outcome_queue.push_back(token);
@@ -1428,7 +1468,16 @@ impl Worker {
 
     /// The least busy ready connection without an outstanding FETCH; on a tie a fetch connection
     /// before the control one (it keeps BEAT prompt), and otherwise in turn.
-    fn pick_outcome_connection(&mut self) -> Option<usize> {
+    fn pick_outcome_connection(&mut self, home: Option<ConnId>) -> Option<usize> {
+        // The connection that brought the job, when it can take it: its refill FETCH follows in
+        // the same write.
+        if let Some(i) = home.and_then(|h| {
+            self.conns
+                .iter()
+                .position(|c| c.id == h && c.ready && c.fetches == 0 && c.requests.is_empty())
+        }) {
+            return Some(i);
+        }
         let n = self.conns.len();
         let start = self.rotation % n.max(1);
         self.rotation = self.rotation.wrapping_add(1);
@@ -1463,7 +1512,8 @@ impl Worker {
                 }),
                 OutcomeKind::Fail(f) => Command::Fail(f.clone()),
             };
-            let Some(index) = self.pick_outcome_connection() else {
+            let home = rec.home;
+            let Some(index) = self.pick_outcome_connection(home) else {
                 return;
             };
             let Some(conn) = self.conns.get_mut(index) else {
@@ -1536,6 +1586,7 @@ impl Worker {
                         self.fetches_per_connection
                     }
                 || c.fetch_paused_until.is_some_and(|t| t > now)
+                || c.refill_hold.is_some_and(|t| t > now)
             {
                 continue;
             }

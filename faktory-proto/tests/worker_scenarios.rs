@@ -740,3 +740,33 @@ fn shutdown_now_fails_running_jobs_at_once() {
     );
     h.assert_invariants();
 }
+
+#[test]
+fn at_high_concurrency_quick_jobs_are_acked_on_their_own_connection() {
+    // Concurrency 50 on 10 fetch connections: slots are free when a job arrives, so without the
+    // refill hold the connection would FETCH again at once and the ACK would have to go to the
+    // only connection without a FETCH outstanding, the control one (one command at a time on a
+    // real server: the bottleneck).
+    let mut h = Harness::new(config(50), ok_after(0));
+    for n in 0..500 {
+        h.server.push("default", &job(n));
+    }
+    h.run_for(30 * S);
+    assert_eq!(h.confirmations.len(), 500);
+    let control = h.control_conn().expect("control connection");
+    let acks: Vec<ConnId> = h
+        .server
+        .store
+        .lines
+        .iter()
+        .filter(|(_, _, l)| l.starts_with("ACK"))
+        .map(|(_, c, _)| *c)
+        .collect();
+    let on_control = acks.iter().filter(|c| **c == control).count();
+    assert!(
+        on_control * 100 <= acks.len(),
+        "{on_control} of {} ACKs on the control connection",
+        acks.len()
+    );
+    h.assert_invariants();
+}
