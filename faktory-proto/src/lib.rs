@@ -23,7 +23,8 @@
 //! - `server` (feature `server`): the server connection machine, for test servers and proxies.
 //!
 //! Not protocol, but shared by every runtime adapter (the async crate and `faktory-blocking`):
-//! - [`api`]: the error users see, settings resolution, outcomes of handler errors and panics.
+//! - [`api`]: the error users see, settings resolution, the error type of handlers
+//!   ([`api::HandlerError`]), outcomes of handler errors and panics.
 //! - `tls` (feature `tls`): the rustls client configuration.
 //!
 //! ## Driving a connection
@@ -138,7 +139,7 @@ pub mod worker;
 /// `faktory_blocking::StopReport`, …): jobs, the payloads of the commands a client sends, the
 /// documents the server answers with, the worker's outcomes and reports, and the error users see.
 pub mod prelude {
-    pub use crate::api::Error;
+    pub use crate::api::{Error, HandlerError};
     pub use crate::command::{
         BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
     };
