@@ -1,7 +1,8 @@
 //! What every runtime adapter's public API shares and that is not protocol: the [`Error`] users
 //! see, the resolution of client and worker settings (URL from the environment, password and
-//! username from the URL, timeouts into the connection options), the outcome of a handler's error
-//! or panic, and a few helpers for logs and heartbeats.
+//! username from the URL, timeouts into the connection options), the error type of handlers
+//! ([`HandlerError`]), the outcome of a handler's error or panic, and a few helpers for logs and
+//! heartbeats.
 //!
 //! It lives in `faktory-proto` (and not in the async adapter crate) because `faktory-blocking`
 //! needs it too and depends on no async crate; nothing here does I/O. `faktory-tokio`,
@@ -18,6 +19,10 @@ use crate::handshake::Password;
 use crate::job::JobError;
 use crate::request::ReplyError;
 use crate::worker::Outcome;
+
+mod handler_error;
+
+pub use handler_error::HandlerError;
 
 /// Everything that can go wrong talking to Faktory.
 #[derive(Debug, thiserror::Error)]
@@ -292,18 +297,35 @@ pub fn unknown_jobtype_outcome(jobtype: &str) -> Outcome {
 /// `std::any::type_name::<E>()`): FAIL with [`errtype`] as errtype, the error's message, and its
 /// `source()` chain as backtrace lines (`caused by: …`).
 pub fn failed_outcome(type_name: &str, error: &(dyn std::error::Error + 'static)) -> Outcome {
+    failure_with_errtype(errtype(type_name, error), error)
+}
+
+/// The most `caused by:` lines taken from a source chain (the engine sends at most
+/// [`MAX_BACKTRACE_LINES`](crate::worker::MAX_BACKTRACE_LINES) anyway; this bounds a chain that
+/// loops).
+const MAX_CAUSES: usize = 64;
+
+/// FAIL with `errtype`, the error's message and its `source()` chain as `caused by: …` lines.
+fn failure_with_errtype(errtype: String, error: &(dyn std::error::Error + 'static)) -> Outcome {
     let mut backtrace = Vec::new();
     let mut source = error.source();
     while let Some(s) = source {
+        if backtrace.len() >= MAX_CAUSES {
+            break;
+        }
         backtrace.push(format!("caused by: {s}"));
         source = s.source();
     }
     Outcome::Failed {
-        errtype: errtype(type_name, error),
+        errtype,
         message: error.to_string(),
         backtrace,
     }
 }
+
+/// The errtype of a boxed string error (`Box<dyn Error>::from("…")`) and of
+/// [`HandlerError::msg`]: an error that is only a message.
+pub const STRING_ERRTYPE: &str = "StringError";
 
 /// The errtype of a FAIL for a handler error of type `type_name` (from
 /// `std::any::type_name::<E>()`), the value the Web UI groups retries by.
@@ -331,6 +353,10 @@ fn is_erased(type_name: &str) -> bool {
 
 /// The errtype of an error whose static type says nothing (see [`errtype`]).
 fn boxed_errtype(error: &(dyn std::error::Error + 'static)) -> String {
+    // A `HandlerError` with a chosen errtype, boxed.
+    if let Some(chosen) = error.downcast_ref::<handler_error::WithErrtype>() {
+        return chosen.errtype.clone();
+    }
     macro_rules! known {
         ($($ty:ty),* $(,)?) => {
             $(
@@ -357,7 +383,7 @@ fn boxed_errtype(error: &(dyn std::error::Error + 'static)) -> String {
     );
     let debug = format!("{error:?}");
     if debug.starts_with('"') {
-        return "StringError".to_owned();
+        return STRING_ERRTYPE.to_owned();
     }
     let name: String = debug
         .chars()

@@ -8,7 +8,7 @@
 //! Modules:
 //! - [`resp`]: incremental RESP2 frames.
 //! - [`command`]: every FWP command, encoded by clients and parsed by servers.
-//! - [`job`]: the job payload, its builder and typed args.
+//! - [`job`]: the job payload, its builder, typed args, Enterprise options, per-jobtype defaults.
 //! - [`time`]: timestamps with 0–9 fraction digits.
 //! - [`handshake`]: `HI`, `HELLO` and the password hash.
 //! - [`info`]: typed documents the server answers with (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
@@ -23,7 +23,8 @@
 //! - `server` (feature `server`): the server connection machine, for test servers and proxies.
 //!
 //! Not protocol, but shared by every runtime adapter (the async crate and `faktory-blocking`):
-//! - [`api`]: the error users see, settings resolution, outcomes of handler errors and panics.
+//! - [`api`]: the error users see, settings resolution, the error type of handlers
+//!   ([`api::HandlerError`]), outcomes of handler errors and panics.
 //! - `tls` (feature `tls`): the rustls client configuration.
 //!
 //! ## Driving a connection
@@ -138,11 +139,12 @@ pub mod worker;
 /// `faktory_blocking::StopReport`, …): jobs, the payloads of the commands a client sends, the
 /// documents the server answers with, the worker's outcomes and reports, and the error users see.
 pub mod prelude {
-    pub use crate::api::Error;
+    pub use crate::api::{Error, HandlerError};
     pub use crate::command::{
         BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
     };
     pub use crate::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+    pub use crate::job::{JobDefaults, UniqueUntil};
     pub use crate::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
     pub use crate::{Job, JobBuilder, ServerError, Timestamp};
 }
