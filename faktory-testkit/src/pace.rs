@@ -55,11 +55,14 @@ impl Pace {
     }
 
     /// Calibrated against measurements of a real Faktory 1.10 on a 2-core machine (about 300 µs per
-    /// FETCH+ACK pair on one connection, a plateau near 12k pairs per second). The service times are
-    /// below what the model alone would give (150 µs per command on one connection), because waking
-    /// the connection's task and the client's own turn add to every command here as they do there.
+    /// FETCH+ACK pair on one connection, a plateau near 12k pairs per second): with the raw-socket
+    /// client of the load tool (`faktory-bench calibrate`), 50 µs and 40 µs gave 3.0k, 5.8k, 9.0k
+    /// and 11.4k jobs/s on 1, 2, 4 and 10 connections, against the real server's 3.3k, 5.4k, 8.5k
+    /// and 11.9k. The service times are below what the model alone would give (150 µs per command
+    /// on one connection), because waking the connection's task and the client's own turn add to
+    /// every command here as they do there.
     pub fn real_server() -> Self {
-        Pace::new(Duration::from_micros(20), Duration::from_micros(45))
+        Pace::new(Duration::from_micros(50), Duration::from_micros(40))
     }
 }
 
@@ -132,6 +135,10 @@ impl Drop for Pacer {
     }
 }
 
+/// How long before a wake-up the timer thread stops sleeping and spins: a sleeping thread wakes
+/// tens of microseconds late (the kernel's timer slack), as much as the service times modelled.
+const SPIN: Duration = Duration::from_micros(60);
+
 fn timer_thread(inner: &Inner) {
     let mut state = lock(&inner.state);
     loop {
@@ -145,18 +152,23 @@ fn timer_thread(inner: &Inner) {
             }
         }
         state = match state.due.front().map(|(at, _)| *at) {
+            Some(at) if at.saturating_duration_since(now) <= SPIN => {
+                // Close to it: spin without the lock (arrivals keep coming in meanwhile).
+                drop(state);
+                while Instant::now() < at {
+                    std::hint::spin_loop();
+                }
+                lock(&inner.state)
+            }
             Some(at) => {
-                let wait = at.saturating_duration_since(now);
+                let wait = at.saturating_duration_since(now) - SPIN;
                 inner
                     .wake
                     .wait_timeout(state, wait)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0
             }
-            None => inner
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner),
+            None => inner.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
         };
     }
 }
