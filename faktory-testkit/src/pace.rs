@@ -25,9 +25,10 @@
 //! order and every command has the same delay, so first come first served at the shared stage is
 //! arrival order): `done = max(stage_free, arrival + per_command) + shared`. One timer thread wakes
 //! the connection tasks at their `done` instants: tokio's timer has a 1 ms granularity, far coarser
-//! than the 100-300 µs being modelled. The thread sleeps until the earliest instant and wakes every
-//! task that is due, so its own lateness (tens of µs) delays the answers but does not accumulate in
-//! the schedule.
+//! than the 100-300 µs being modelled. The thread sleeps until shortly before the earliest instant,
+//! spins the last 60 µs (a sleeping thread wakes tens of µs late), and wakes every task that is
+//! due, so its own lateness delays the answers but does not accumulate in the schedule. The
+//! spinning costs the test server CPU, as a real server and its Redis cost theirs.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
