@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use faktory_proto::ServerError;
 use faktory_proto::api::{CallResult, ClientSettings, Error};
 use faktory_proto::client::Reply;
 use faktory_proto::command::{
@@ -19,6 +18,7 @@ use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 use faktory_proto::job::Job;
 use faktory_proto::request::{self, PushBulkPlan, Request};
 use faktory_proto::session::{Session, SessionConfig};
+use faktory_proto::{ServerError, Timestamp};
 use futures_channel::{mpsc, oneshot};
 
 use crate::runtime::Runtime;
@@ -59,6 +59,70 @@ struct Shared {
     closed: AtomicBool,
     wid: Option<String>,
     server: String,
+    push: PushPrep,
+}
+
+/// What happens to every job before it is pushed.
+#[derive(Clone, Default)]
+struct PushPrep {
+    layers: Vec<Arc<dyn ClientMiddleware>>,
+}
+
+impl PushPrep {
+    /// Middleware in order, then the relative times resolved against now.
+    fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+        for layer in &self.layers {
+            layer.before_push(&mut job)?;
+        }
+        let _ = Timestamp::now();
+        Ok(job)
+    }
+}
+
+/// A client middleware: runs on every job before it is pushed ([`Client::push`],
+/// [`Client::push_bulk`], [`Client::push_in_batch`]), in the order added with
+/// [`ClientBuilder::middleware`]. It can change the job (add custom fields, set a queue) or refuse
+/// it by returning an error: the job is not sent, `push` returns the error, `push_bulk` reports it
+/// for that job's jid.
+///
+/// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
+///
+/// ```no_run
+/// use faktory_async::{Client, Error, Job, Runtime};
+///
+/// async fn producer<R: Runtime + Default>(request_id: &'static str) -> Result<(), Error> {
+///     let client = Client::<R>::builder()
+///         // Every job carries the request that caused it (see the worker middleware that
+///         // enters a span with it).
+///         .middleware(move |job: &mut Job| {
+///             job.custom
+///                 .get_or_insert_with(Default::default)
+///                 .insert("request_id".into(), request_id.into());
+///             Ok(())
+///         })
+///         // Refuse jobs without a queue of their own.
+///         .middleware(|job: &mut Job| match job.queue {
+///             Some(_) => Ok(()),
+///             None => Err(Error::Usage("jobs must name their queue")),
+///         })
+///         .connect()
+///         .await?;
+///     client.push(Job::builder("Mail").queue("mail").build()?).await?;
+///     Ok(())
+/// }
+/// ```
+pub trait ClientMiddleware: Send + Sync + 'static {
+    /// Looks at `job` before it is pushed, and may change it; an error refuses it.
+    fn before_push(&self, job: &mut Job) -> Result<(), Error>;
+}
+
+impl<F> ClientMiddleware for F
+where
+    F: Fn(&mut Job) -> Result<(), Error> + Send + Sync + 'static,
+{
+    fn before_push(&self, job: &mut Job) -> Result<(), Error> {
+        self(job)
+    }
 }
 
 impl<R: Runtime> Clone for Client<R> {
@@ -81,12 +145,23 @@ impl<R: Runtime> std::fmt::Debug for Client<R> {
 }
 
 /// Configures and connects a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder<R: Runtime> {
     settings: ClientSettings,
     runtime: R,
     tls: TlsSettings,
+    push: PushPrep,
+}
+
+impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("settings", &self.settings)
+            .field("runtime", &self.runtime)
+            .field("middleware", &self.push.layers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Runtime + Default> Default for ClientBuilder<R> {
@@ -110,7 +185,15 @@ impl<R: Runtime> ClientBuilder<R> {
             settings: ClientSettings::default(),
             runtime,
             tls: TlsSettings::default(),
+            push: PushPrep::default(),
         }
+    }
+
+    /// Adds a [`ClientMiddleware`]: it runs on every job before it is pushed, after those added
+    /// before it.
+    pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
+        self.push.layers.push(Arc::new(layer));
+        self
     }
 
     /// Where the client's task runs (for runtimes that carry a value, such as an executor).
@@ -191,7 +274,7 @@ impl<R: Runtime> ClientBuilder<R> {
             &self.tls,
             resolved.connect_timeout,
         );
-        start(self.runtime, config, Source::Dial(dialer)).await
+        start(self.runtime, config, Source::Dial(dialer), self.push).await
     }
 
     /// Runs the client over a stream you opened yourself (custom TLS, a proxy, an in-memory pipe),
@@ -203,7 +286,8 @@ impl<R: Runtime> ClientBuilder<R> {
         config.request_timeout = self.settings.request_timeout;
         config.reconnect = false;
         config.seed = seed();
-        start(self.runtime, config, Source::Stream(Some(Box::new(stream)))).await
+        let source = Source::Stream(Some(Box::new(stream)));
+        start(self.runtime, config, source, self.push).await
     }
 }
 
@@ -212,6 +296,7 @@ async fn start<R: Runtime>(
     runtime: R,
     config: SessionConfig,
     source: Source<R>,
+    push: PushPrep,
 ) -> Result<Client<R>, Error> {
     let wid = config.options.wid.clone();
     let server = config.server.clone();
@@ -224,6 +309,7 @@ async fn start<R: Runtime>(
             closed: AtomicBool::new(false),
             wid,
             server,
+            push,
         }),
         _runtime: PhantomData,
     };
@@ -294,19 +380,47 @@ impl<R: Runtime> Client<R> {
         Q::parse(answer(self.send(Op::Call(command))?).await?)
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub async fn push(&self, job: Job) -> Result<(), Error> {
-        self.call(request::Push(job)).await
+    /// Pushes one job and returns its jid. The [`ClientMiddleware`] runs first (and may refuse
+    /// it); then the job is validated (jid, jobtype, queue name, `reserve_for`, `at`).
+    ///
+    /// ```no_run
+    /// # async fn demo<R: faktory_async::Runtime + Default>() -> Result<(), faktory_async::Error> {
+    /// use faktory_async::{Client, Job};
+    ///
+    /// let client = Client::<R>::connect().await?;
+    /// let jid = client.push(Job::with_args("SendEmail", ("ada@example.com",))?).await?;
+    /// println!("pushed {jid}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn push(&self, job: Job) -> Result<String, Error> {
+        let job = self.shared.push.prepare(job)?;
+        let jid = job.jid.clone();
+        self.call(request::Push(job)).await?;
+        Ok(jid)
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error
-    /// for the jobs that were refused (empty when all were pushed); jobs that fail local validation
-    /// are reported there too and not sent.
+    /// for the jobs that were refused (empty when all were pushed); jobs that a
+    /// [`ClientMiddleware`] refused or that fail local validation are reported there too and not
+    /// sent.
     pub async fn push_bulk(
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
+        let mut refused = BTreeMap::new();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|job| {
+                let jid = job.jid.clone();
+                self.shared
+                    .push
+                    .prepare(job)
+                    .map_err(|e| refused.insert(jid, e.to_string()))
+                    .ok()
+            })
+            .collect();
         let mut plan = PushBulkPlan::new(jobs);
+        plan.refused.append(&mut refused);
         let replies = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|command| self.send(Op::Call(command)))
@@ -391,8 +505,8 @@ impl<R: Runtime> Client<R> {
         self.call(request::BatchStatus(bid.to_owned())).await
     }
 
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub async fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`) and returns its jid.
+    pub async fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<String, Error> {
         request::join_batch(&mut job, bid);
         self.push(job).await
     }

@@ -64,20 +64,26 @@ mod token;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder};
-pub use handler::{BoxError, JobContext};
+pub use client::{Client, ClientBuilder, ClientMiddleware};
+pub use handler::{
+    BlockingHandler, BoxError, Handler, HandlerResult, JobContext, Middleware, MissingState, Next,
+    shape,
+};
 pub use runtime::{Runtime, TerminationSignals, configure_tcp, termination_signals};
 pub use token::CancellationToken;
 pub use transport::AsyncStream;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{JobRun, Worker, WorkerBuilder};
 
 /// What every runtime shim re-exports besides its own type aliases (`faktory-tokio` and
 /// `faktory-async-std` say `pub use faktory_async::reexports::*;`), so the shims offer the same
 /// names without listing them twice.
 pub mod reexports {
-    pub use crate::{AsyncStream, BoxError, CancellationToken, JobContext, proto};
+    pub use crate::{
+        AsyncStream, BlockingHandler, BoxError, CancellationToken, ClientMiddleware, Handler,
+        HandlerResult, JobContext, JobRun, Middleware, MissingState, Next, proto, shape,
+    };
     #[cfg(feature = "tls")]
     pub use crate::{TlsConfig, rustls};
     pub use faktory_proto::prelude::*;

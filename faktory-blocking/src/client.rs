@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use faktory_proto::Timestamp;
 use faktory_proto::api::{CallResult, ClientSettings};
 use faktory_proto::client::ConnectionError;
 use faktory_proto::command::{
@@ -65,6 +66,68 @@ struct Shared {
     /// How long a caller waits for its reply at most, whatever the I/O thread is doing (it may be
     /// blocked reading a user-supplied stream that has no timeouts).
     backstop: Duration,
+    push: PushPrep,
+}
+
+/// What happens to every job before it is pushed.
+#[derive(Clone, Default)]
+struct PushPrep {
+    layers: Vec<Arc<dyn ClientMiddleware>>,
+}
+
+impl PushPrep {
+    /// Middleware in order, then the relative times resolved against now.
+    fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+        for layer in &self.layers {
+            layer.before_push(&mut job)?;
+        }
+        let _ = Timestamp::now();
+        Ok(job)
+    }
+}
+
+/// A client middleware: runs on every job before it is pushed ([`Client::push`],
+/// [`Client::push_bulk`], [`Client::push_in_batch`]), in the order added with
+/// [`ClientBuilder::middleware`]. It can change the job (add custom fields, set a queue) or refuse
+/// it by returning an error: the job is not sent, `push` returns the error, `push_bulk` reports it
+/// for that job's jid.
+///
+/// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
+///
+/// ```no_run
+/// # fn demo() -> Result<(), faktory_blocking::Error> {
+/// use faktory_blocking::{Client, Error, Job};
+///
+/// let request_id = "req-42";
+/// let client = Client::builder()
+///     // Every job carries the request that caused it.
+///     .middleware(move |job: &mut Job| {
+///         job.custom
+///             .get_or_insert_with(Default::default)
+///             .insert("request_id".into(), request_id.into());
+///         Ok(())
+///     })
+///     // Refuse jobs without a queue of their own.
+///     .middleware(|job: &mut Job| match job.queue {
+///         Some(_) => Ok(()),
+///         None => Err(Error::Usage("jobs must name their queue")),
+///     })
+///     .connect()?;
+/// client.push(Job::builder("Mail").queue("mail").build()?)?;
+/// # Ok(()) }
+/// ```
+pub trait ClientMiddleware: Send + Sync + 'static {
+    /// Looks at `job` before it is pushed, and may change it; an error refuses it.
+    fn before_push(&self, job: &mut Job) -> Result<(), Error>;
+}
+
+impl<F> ClientMiddleware for F
+where
+    F: Fn(&mut Job) -> Result<(), Error> + Send + Sync + 'static,
+{
+    fn before_push(&self, job: &mut Job) -> Result<(), Error> {
+        self(job)
+    }
 }
 
 impl Drop for Shared {
@@ -85,12 +148,22 @@ impl std::fmt::Debug for Client {
 }
 
 /// Configures and connects a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder {
     settings: ClientSettings,
     #[cfg(feature = "tls")]
     tls: crate::TlsConfig,
+    push: PushPrep,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("settings", &self.settings)
+            .field("middleware", &self.push.layers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -106,7 +179,15 @@ impl ClientBuilder {
             settings: ClientSettings::default(),
             #[cfg(feature = "tls")]
             tls: crate::TlsConfig::default(),
+            push: PushPrep::default(),
         }
+    }
+
+    /// Adds a [`ClientMiddleware`]: it runs on every job before it is pushed, after those added
+    /// before it.
+    pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
+        self.push.layers.push(Arc::new(layer));
+        self
     }
 
     /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
@@ -232,6 +313,7 @@ impl ClientBuilder {
                     .connect_timeout
                     .saturating_add(self.settings.request_timeout.saturating_mul(2))
                     .saturating_add(Duration::from_secs(1)),
+                push: self.push,
             }),
         };
         // Connect eagerly, so a wrong URL or password is noticed here. On failure the client is
@@ -292,19 +374,46 @@ impl Client {
         R::parse(self.wait(&rx)?)
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub fn push(&self, job: Job) -> Result<(), Error> {
-        self.call(request::Push(job))
+    /// Pushes one job and returns its jid. The [`ClientMiddleware`] runs first (and may refuse
+    /// it); then the job is validated (jid, jobtype, queue name, `reserve_for`, `at`).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), faktory_blocking::Error> {
+    /// use faktory_blocking::{Client, Job};
+    ///
+    /// let client = Client::connect()?;
+    /// let jid = client.push(Job::with_args("SendEmail", ("ada@example.com",))?)?;
+    /// println!("pushed {jid}");
+    /// # Ok(()) }
+    /// ```
+    pub fn push(&self, job: Job) -> Result<String, Error> {
+        let job = self.shared.push.prepare(job)?;
+        let jid = job.jid.clone();
+        self.call(request::Push(job))?;
+        Ok(jid)
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
-    /// the jobs that were refused (empty when all were pushed); jobs that fail local validation are
-    /// reported there too and not sent.
+    /// the jobs that were refused (empty when all were pushed); jobs that a [`ClientMiddleware`]
+    /// refused or that fail local validation are reported there too and not sent.
     pub fn push_bulk(
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
+        let mut refused = BTreeMap::new();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|job| {
+                let jid = job.jid.clone();
+                self.shared
+                    .push
+                    .prepare(job)
+                    .map_err(|e| refused.insert(jid, e.to_string()))
+                    .ok()
+            })
+            .collect();
         let mut plan = PushBulkPlan::new(jobs);
+        plan.refused.append(&mut refused);
         let receivers: Vec<_> = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|c| self.submit(c))
@@ -385,10 +494,10 @@ impl Client {
         self.call(request::BatchStatus(bid.to_owned()))
     }
 
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`) and returns its jid.
+    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<String, Error> {
         request::join_batch(&mut job, bid);
-        self.call(request::Push(job))
+        self.push(job)
     }
 
     /// A tracked job's progress (Enterprise; push with `custom.track = 1`).

@@ -49,14 +49,17 @@ mod shutdown;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ClientMiddleware};
 pub use error::Error;
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
-pub use handler::{BoxError, CancellationToken, JobContext};
+pub use handler::{
+    BoxError, CancellationToken, Handler, HandlerResult, JobContext, Middleware, MissingState,
+    Next, shape,
+};
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{JobRun, Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;
 pub use faktory_proto::prelude::*;

@@ -66,8 +66,8 @@ pub trait Harness: Sized + 'static {
 
 /// The adapter `Client`'s requests, as futures (the blocking harness makes the call when polled).
 pub trait ClientApi: Clone + Send + Sync + fmt::Debug + 'static {
-    /// `Client::push`.
-    fn push(&self, job: Job) -> impl Future<Output = Result<(), Error>> + Send;
+    /// `Client::push` (the jid).
+    fn push(&self, job: Job) -> impl Future<Output = Result<String, Error>> + Send;
     /// `Client::push_bulk`.
     fn push_bulk(
         &self,

@@ -23,20 +23,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use faktory_proto::api;
+use faktory_proto::api::{self, Error};
 use faktory_proto::job::Job;
 use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
-use futures_channel::mpsc;
+use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use tracing::Instrument;
 
 use super::{ShutdownSignal, Worker};
-use crate::handler::{Handler, JobContext, run_to_outcome};
+use crate::handler::{Chain, JobContext, PushCall, WorkerShared, run_to_outcome};
 use crate::runtime::{self, Runtime, TerminationSignals, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
 use crate::transport::Dialer;
 
+type PushIdTmp = u64;
 /// Busy turns per poll before the task yields to the runtime.
 const TURNS_PER_POLL: usize = 32;
 /// The read buffer shared by every connection (a read is handed to the engine before the next).
@@ -50,7 +51,9 @@ const RSS_EVERY: Duration = Duration::from_secs(5);
 pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
     let Worker {
         engine,
-        handlers,
+        chain,
+        shared,
+        pushes,
         dialer,
         shutdown,
         handle_signals,
@@ -66,7 +69,10 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
     let mut driver = Driver {
         rt: runtime,
         engine,
-        handlers,
+        chain,
+        shared,
+        pushes,
+        pending_pushes: HashMap::new(),
         dialer,
         conns: Vec::new(),
         closing: Vec::new(),
@@ -98,7 +104,14 @@ type Done = (JobToken, Outcome);
 struct Driver<R: Runtime> {
     rt: R,
     engine: engine::Worker,
-    handlers: HashMap<String, Arc<dyn Handler<R>>>,
+    /// The middleware and the handlers.
+    chain: Arc<Chain>,
+    /// What every job's context shares (state, the push channel).
+    shared: Arc<WorkerShared>,
+    /// Jobs pushed by handlers ([`JobContext::push`]).
+    pushes: mpsc::UnboundedReceiver<PushCall>,
+    /// Who waits for which push's answer.
+    pending_pushes: HashMap<PushIdTmp, oneshot::Sender<Result<(), Error>>>,
     dialer: Arc<Dialer<R>>,
     /// Open or opening connections (a handful: a linear scan beats hashing).
     conns: Vec<Conn>,
@@ -309,15 +322,14 @@ impl<R: Runtime> Driver<R> {
     /// continues as its own task, and its outcome comes back on the channel.
     fn start_job(&mut self, token: JobToken, job: Job, cx: &mut Context<'_>) {
         let cancel = CancellationToken::new();
-        let ctx = JobContext::new(&job, cancel.clone());
+        let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&self.shared));
         self.running.insert(token, cancel);
-        let handler = self.handlers.get(&job.jobtype).cloned();
+        let chain = Arc::clone(&self.chain);
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        let rt = self.rt.clone();
         let mut job = Box::pin(
             async move {
                 let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
-                let outcome = run_to_outcome(handler, &rt, job, ctx).await;
+                let outcome = run_to_outcome(chain, job, ctx).await;
                 api::log_outcome(&jid, &jobtype, &outcome);
                 outcome
             }
