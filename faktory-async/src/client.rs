@@ -2,7 +2,7 @@
 
 mod driver;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use faktory_proto::command::{
 };
 use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-use faktory_proto::job::Job;
+use faktory_proto::job::{Job, JobDefaults};
 use faktory_proto::request::{self, PushBulkPlan, Request};
 use faktory_proto::session::{Session, SessionConfig};
 use faktory_proto::{ServerError, Timestamp};
@@ -66,15 +66,20 @@ struct Shared {
 #[derive(Clone, Default)]
 struct PushPrep {
     layers: Vec<Arc<dyn ClientMiddleware>>,
+    defaults: HashMap<String, JobDefaults>,
 }
 
 impl PushPrep {
-    /// Middleware in order, then the relative times resolved against now.
+    /// The jobtype's defaults, the middleware in order, then the times relative to the push
+    /// resolved against now.
     fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+        if let Some(defaults) = self.defaults.get(&job.jobtype) {
+            job.apply_defaults(defaults);
+        }
         for layer in &self.layers {
             layer.before_push(&mut job)?;
         }
-        let _ = Timestamp::now();
+        job.resolve_relative(Timestamp::now());
         Ok(job)
     }
 }
@@ -160,6 +165,7 @@ impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
             .field("settings", &self.settings)
             .field("runtime", &self.runtime)
             .field("middleware", &self.push.layers.len())
+            .field("job_defaults", &self.push.defaults)
             .finish_non_exhaustive()
     }
 }
@@ -193,6 +199,27 @@ impl<R: Runtime> ClientBuilder<R> {
     /// before it.
     pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
         self.push.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// What the jobs of `jobtype` get when they leave it unset: queue, retry, reservation,
+    /// backtrace lines ([`JobDefaults`]). Applied at push, before the middleware; a second call for
+    /// the same jobtype replaces the first.
+    ///
+    /// ```no_run
+    /// # async fn demo<R: faktory_async::Runtime + Default>() -> Result<(), faktory_async::Error> {
+    /// use faktory_async::proto::job::JobDefaults;
+    ///
+    /// let client = faktory_async::Client::<R>::builder()
+    ///     .job_defaults("SendEmail", JobDefaults::new().queue("mail").retry(5).reserve_for(300))
+    ///     .connect()
+    ///     .await?;
+    /// // Lands on `mail`, with retry 5 and a 5-minute reservation.
+    /// client.push(faktory_async::Job::with_args("SendEmail", ("ada@example.com",))?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn job_defaults(mut self, jobtype: impl Into<String>, defaults: JobDefaults) -> Self {
+        self.push.defaults.insert(jobtype.into(), defaults);
         self
     }
 

@@ -10,7 +10,7 @@
 //! connection. Reconnects, backoff, deadlines and unknown outcomes are the session's decisions. See
 //! `driver.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -25,7 +25,7 @@ use faktory_proto::command::{
 };
 use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-use faktory_proto::job::Job;
+use faktory_proto::job::{Job, JobDefaults};
 use faktory_proto::request::{self, PushBulkPlan, Request};
 use faktory_proto::session::{Session, SessionConfig};
 
@@ -73,15 +73,20 @@ struct Shared {
 #[derive(Clone, Default)]
 struct PushPrep {
     layers: Vec<Arc<dyn ClientMiddleware>>,
+    defaults: HashMap<String, JobDefaults>,
 }
 
 impl PushPrep {
-    /// Middleware in order, then the relative times resolved against now.
+    /// The jobtype's defaults, the middleware in order, then the times relative to the push
+    /// resolved against now.
     fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+        if let Some(defaults) = self.defaults.get(&job.jobtype) {
+            job.apply_defaults(defaults);
+        }
         for layer in &self.layers {
             layer.before_push(&mut job)?;
         }
-        let _ = Timestamp::now();
+        job.resolve_relative(Timestamp::now());
         Ok(job)
     }
 }
@@ -162,6 +167,7 @@ impl std::fmt::Debug for ClientBuilder {
         f.debug_struct("ClientBuilder")
             .field("settings", &self.settings)
             .field("middleware", &self.push.layers.len())
+            .field("job_defaults", &self.push.defaults)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +193,26 @@ impl ClientBuilder {
     /// before it.
     pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
         self.push.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// What the jobs of `jobtype` get when they leave it unset: queue, retry, reservation,
+    /// backtrace lines ([`JobDefaults`]). Applied at push, before the middleware; a second call for
+    /// the same jobtype replaces the first.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), faktory_blocking::Error> {
+    /// use faktory_blocking::proto::job::JobDefaults;
+    ///
+    /// let client = faktory_blocking::Client::builder()
+    ///     .job_defaults("SendEmail", JobDefaults::new().queue("mail").retry(5).reserve_for(300))
+    ///     .connect()?;
+    /// // Lands on `mail`, with retry 5 and a 5-minute reservation.
+    /// client.push(faktory_blocking::Job::with_args("SendEmail", ("ada@example.com",))?)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn job_defaults(mut self, jobtype: impl Into<String>, defaults: JobDefaults) -> Self {
+        self.push.defaults.insert(jobtype.into(), defaults);
         self
     }
 
