@@ -8,7 +8,7 @@
 //! Modules:
 //! - [`resp`]: incremental RESP2 frames.
 //! - [`command`]: every FWP command, encoded by clients and parsed by servers.
-//! - [`job`]: the job payload, its builder and typed args.
+//! - [`job`]: the job payload, its builder, typed args, Enterprise options, per-jobtype defaults.
 //! - [`time`]: timestamps with 0–9 fraction digits.
 //! - [`handshake`]: `HI`, `HELLO` and the password hash.
 //! - [`info`]: typed documents the server answers with (INFO, QUEUE LATENCY, BATCH STATUS, TRACK GET).
@@ -144,6 +144,7 @@ pub mod prelude {
         BatchNew, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet, WorkerState,
     };
     pub use crate::info::{BatchStatus, Info, QueueLatency, TrackInfo};
+    pub use crate::job::{JobDefaults, UniqueUntil};
     pub use crate::worker::{Lifecycle, Outcome, Queues, StopReason, StopReport, WorkerConfig};
     pub use crate::{Job, JobBuilder, ServerError, Timestamp};
 }

@@ -24,7 +24,7 @@ use crate::client::Reply;
 use crate::command::{self, Command, QueueSelector, WorkerState};
 use crate::error::ServerError;
 use crate::info;
-use crate::job::Job;
+use crate::job::{DEFAULT_RETRY, Job, JobError};
 
 /// A client request: the command to send and how to read its reply.
 pub trait Request {
@@ -75,7 +75,37 @@ macro_rules! request {
     };
 }
 
-/// PUSH one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
+/// What every push does to a job before it is encoded ([`Push`], [`PushBulkPlan`], the worker
+/// engine's `push`):
+///
+/// - refuses a job whose times relative to the push were not resolved
+///   ([`JobError::UnresolvedRelativeTime`]: call [`Job::resolve_relative`] with the time of the
+///   push first);
+/// - validates it ([`Job::validate`]: jid, jobtype, queue name, `reserve_for`, `at`, Enterprise
+///   fields);
+/// - sets `retry` to [`DEFAULT_RETRY`] when the job has none, so every job pushed carries `retry`
+///   (docs/protocol.md#the-retry-default-leaks).
+///
+/// ```
+/// use faktory_proto::job::Job;
+/// use faktory_proto::request::prepare_push;
+///
+/// let mut job = Job::builder("X").build().unwrap();
+/// assert_eq!(job.retry, None);
+/// prepare_push(&mut job).unwrap();
+/// assert_eq!(job.retry, Some(25));
+/// ```
+pub fn prepare_push(job: &mut Job) -> Result<(), JobError> {
+    job.check_resolved()?;
+    job.validate()?;
+    if job.retry.is_none() {
+        job.retry = Some(DEFAULT_RETRY);
+    }
+    Ok(())
+}
+
+/// PUSH one job, prepared with [`prepare_push`] (relative times must be resolved; validated;
+/// `retry` 25 when unset).
 #[derive(Clone, Debug)]
 pub struct Push(pub Job);
 
@@ -83,8 +113,9 @@ impl Request for Push {
     type Output = ();
 
     fn into_command(self) -> Result<Command, Error> {
-        self.0.validate()?;
-        Ok(Command::Push(Box::new(self.0)))
+        let mut job = self.0;
+        prepare_push(&mut job)?;
+        Ok(Command::Push(Box::new(job)))
     }
 
     fn parse(reply: Result<Reply, ServerError>) -> Result<(), Error> {
@@ -120,9 +151,28 @@ request! {
     /// MUTATE: an operation on the retry, scheduled or dead set.
     Mutate(command::Mutation) => |this| Command::Mutate(this.0), expect_ok -> ()
 }
-request! {
-    /// BATCH NEW (Enterprise): creates a batch, answers its BID.
-    BatchNew(command::BatchNew) => |this| Command::BatchNew(this.0), expect_text -> String
+/// BATCH NEW (Enterprise): creates a batch, answers its BID. Its callback jobs are prepared like
+/// pushed jobs ([`prepare_push`]): the server pushes them later, with `retry` 25 when unset.
+#[derive(Clone, Debug)]
+pub struct BatchNew(pub command::BatchNew);
+
+impl Request for BatchNew {
+    type Output = String;
+
+    fn into_command(self) -> Result<Command, Error> {
+        let mut batch = self.0;
+        for job in [&mut batch.success, &mut batch.complete]
+            .into_iter()
+            .flatten()
+        {
+            prepare_push(job)?;
+        }
+        Ok(Command::BatchNew(batch))
+    }
+
+    fn parse(reply: Result<Reply, ServerError>) -> Result<String, Error> {
+        Ok(expect_text(reply)?)
+    }
 }
 request! {
     /// BATCH OPEN (Enterprise): reopens a batch to add jobs, answers its BID.
@@ -279,9 +329,10 @@ fn push_bulk_commands(jobs: Vec<Job>) -> Vec<Command> {
     commands
 }
 
-/// A bulk push, planned: the PUSHB commands to send (at most [`MAX_PUSHB_BATCH`] jobs each) and the
-/// jobs refused locally because they do not validate ([`Job::validate`]), jid → reason. Merge the
-/// servers' answers into `refused` with [`PushBulkPlan::absorb`].
+/// A bulk push, planned: the PUSHB commands to send (at most [`MAX_PUSHB_BATCH`] jobs each, every
+/// job prepared with [`prepare_push`], so each carries `retry`) and the jobs refused locally
+/// because [`prepare_push`] refused them, jid → reason. Merge the servers' answers into `refused`
+/// with [`PushBulkPlan::absorb`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PushBulkPlan {
@@ -292,12 +343,12 @@ pub struct PushBulkPlan {
 }
 
 impl PushBulkPlan {
-    /// Validates `jobs` and splits the valid ones into PUSHB commands.
+    /// Prepares `jobs` ([`prepare_push`]) and splits the valid ones into PUSHB commands.
     pub fn new(jobs: impl IntoIterator<Item = Job>) -> Self {
         let mut refused = BTreeMap::new();
         let mut valid = Vec::new();
-        for job in jobs {
-            match job.validate() {
+        for mut job in jobs {
+            match prepare_push(&mut job) {
                 Ok(()) => valid.push(job),
                 Err(e) => {
                     refused.insert(job.jid.clone(), e.to_string());
@@ -369,6 +420,79 @@ mod tests {
         plan.absorb(Ok(Reply::PushBulk(from_server))).unwrap();
         assert_eq!(plan.refused.len(), 2);
         assert!(plan.absorb(Ok(Reply::Ok)).is_err());
+    }
+
+    fn wire(command: &Command) -> String {
+        let mut out = bytes::BytesMut::new();
+        command.encode(&mut out).unwrap();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_push_and_pushb_line_carries_retry() {
+        // docs/protocol.md#the-retry-default-leaks: the builder leaves retry unset, the push sends it.
+        let built = Job::builder("X").build().unwrap();
+        assert_eq!(built.retry, None);
+        let line = wire(&Push(built).into_command().unwrap());
+        assert!(
+            line.starts_with("PUSH ") && line.contains(r#""retry":25"#),
+            "{line}"
+        );
+        let chosen = Job::builder("X").retry(3).build().unwrap();
+        let line = wire(&Push(chosen).into_command().unwrap());
+        assert!(
+            line.contains(r#""retry":3"#) && !line.contains(r#""retry":25"#),
+            "{line}"
+        );
+        let mut decoded: Job =
+            serde_json::from_str(r#"{"jid":"abcdefgh","jobtype":"X","args":[]}"#).unwrap();
+        decoded.retry = None;
+        assert!(wire(&Push(decoded).into_command().unwrap()).contains(r#""retry":25"#));
+
+        let mut jobs: Vec<Job> = (0..1500).map(|_| Job::new("X", vec![])).collect();
+        jobs[7].retry = Some(0);
+        let plan = PushBulkPlan::new(jobs);
+        for command in &plan.commands {
+            let Command::PushBulk(jobs) = command else {
+                panic!("PUSHB expected")
+            };
+            assert!(jobs.iter().all(|j| j.retry.is_some()));
+            let line = wire(command);
+            assert!(line.starts_with("PUSHB "));
+            assert_eq!(line.matches(r#""retry":"#).count(), jobs.len());
+        }
+        let Some(Command::PushBulk(first)) = plan.commands.first() else {
+            panic!("PUSHB expected")
+        };
+        assert_eq!(first[7].retry, Some(0));
+
+        // Batch callbacks are pushed by the server later: they carry retry too.
+        let batch = command::BatchNew {
+            success: Some(Job::builder("Done").build().unwrap()),
+            ..Default::default()
+        };
+        let line = wire(&BatchNew(batch).into_command().unwrap());
+        assert!(line.contains(r#""retry":25"#), "{line}");
+    }
+
+    #[test]
+    fn pushes_refuse_unresolved_relative_times() {
+        let later = Job::builder("X")
+            .after(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let jid = later.jid.clone();
+        assert!(matches!(
+            Push(later.clone()).into_command(),
+            Err(Error::Job(JobError::UnresolvedRelativeTime { .. }))
+        ));
+        let plan = PushBulkPlan::new([later.clone(), Job::new("X", vec![])]);
+        assert!(plan.refused[&jid].contains("resolve_relative"));
+        assert_eq!(plan.commands.len(), 1);
+        let mut resolved = later;
+        resolved.resolve_relative(crate::Timestamp::parse("2030-01-01T00:00:00Z").unwrap());
+        let line = wire(&Push(resolved).into_command().unwrap());
+        assert!(line.contains(r#""at":"2030-01-01T00:01:00Z""#), "{line}");
     }
 
     #[test]

@@ -791,7 +791,10 @@ impl TestServer {
     // ----------------------------------------------------------------------------------------------
     // loading
 
-    /// Pushes a job as a client's PUSH would (validation, defaults, `at`).
+    /// Pushes a job as a client's PUSH would (validation, defaults, `at`; times relative to the
+    /// push, [`Job::run_after`] and [`Job::expires_after`], are resolved on the server clock). A
+    /// job without `retry` gets the server's default, which a PUSH with `retry` can have changed
+    /// ([`TestServer::set_default_retry`]); this push does not change it.
     pub fn push(&self, job: Job) -> Result<(), PushError> {
         let now = self.now();
         self.with_store(|s| s.push(job, now))

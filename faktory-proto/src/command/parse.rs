@@ -224,21 +224,7 @@ fn parse_jobs_lenient(json: &[u8]) -> Result<Vec<Job>, CommandError> {
 }
 
 fn empty_job() -> Job {
-    Job {
-        jid: String::new(),
-        jobtype: String::new(),
-        args: Vec::new(),
-        queue: None,
-        retry: None,
-        reserve_for: None,
-        at: None,
-        backtrace: None,
-        created_at: None,
-        enqueued_at: None,
-        failure: None,
-        custom: None,
-        extra: Map::new(),
-    }
+    Job::blank()
 }
 
 fn set_timestamp(slot: &mut Option<Timestamp>, v: &GVal) {

@@ -1292,13 +1292,16 @@ impl Store {
     // loading and inspection (for tests)
 
     /// Pushes a job as PUSH would (validation, defaults, `at`), without changing the `retry` default.
+    /// Times relative to the push ([`Job::run_after`], [`Job::expires_after`]) are resolved with
+    /// `now`, as a client does when it pushes.
     pub fn push(&mut self, job: Job, now: UnixTime) -> Result<(), PushError> {
-        self.push_job(job, None, now).map_err(PushError)
+        self.push_job(resolved(job, now), None, now)
+            .map_err(PushError)
     }
 
     /// Puts a job on its queue now, whatever its `at` (defaults filled in as a push would).
     pub fn enqueue_now(&mut self, job: Job, now: UnixTime) -> Result<(), PushError> {
-        let mut job = job;
+        let mut job = resolved(job, now);
         job.at = None;
         self.push_job(job, None, now).map_err(PushError)
     }
@@ -1322,7 +1325,7 @@ impl Store {
     }
 
     fn prepared(&self, job: Job, now: UnixTime) -> StoredJob {
-        let mut j = StoredJob::from_job(job);
+        let mut j = StoredJob::from_job(resolved(job, now));
         if j.retry.is_none() {
             j.retry = Some(self.default_retry);
         }
@@ -1514,6 +1517,12 @@ fn filter_matches(filter: &MutateFilter, payload: &str) -> bool {
         );
     }
     true
+}
+
+/// `job` with its times relative to the push resolved at `now` (a client does this when it pushes).
+fn resolved(mut job: Job, now: UnixTime) -> Job {
+    job.resolve_relative(faktory_proto::time::Timestamp::from_unix(now));
+    job
 }
 
 #[cfg(test)]

@@ -1031,3 +1031,24 @@ fn dead_jobs_are_purged_after_180_days() {
     s.advance(plus(now, DEAD_TTL_SECS + 60));
     assert!(s.dead().is_empty());
 }
+
+#[test]
+fn loading_resolves_times_relative_to_the_push() {
+    let (mut s, _c, now) = store();
+    let later = faktory_proto::job::Job::builder("Later")
+        .jid("relative-1")
+        .after(std::time::Duration::from_secs(90))
+        .expires_in(std::time::Duration::from_secs(600))
+        .build()
+        .unwrap();
+    s.push(later, now).unwrap();
+    let scheduled = s.scheduled();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(scheduled[0].at, plus(now, 90));
+    let expires = scheduled[0].job.custom_value("expires_at").unwrap();
+    assert_eq!(t(expires.as_str().unwrap()), plus(now, 600), "{expires}");
+    // A job built without retry gets the server's default, as a PUSH without retry would.
+    let plain = faktory_proto::job::Job::builder("Now").build().unwrap();
+    s.enqueue_now(plain, now).unwrap();
+    assert_eq!(s.queue_jobs("default")[0].retry, Some(DEFAULT_RETRY));
+}
