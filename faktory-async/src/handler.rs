@@ -10,8 +10,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use faktory_proto::Timestamp;
 use faktory_proto::api::{self, Error, HandlerError};
 use faktory_proto::job::Job;
+use faktory_proto::request;
 use faktory_proto::worker::{Outcome, PANIC_ERRTYPE};
 use futures_channel::{mpsc, oneshot};
 use serde::de::DeserializeOwned;
@@ -204,7 +206,9 @@ impl JobContext {
     /// Fails with [`Error::Closed`] once the worker has stopped, with the server's error when it
     /// refused the job (`-NOTUNIQUE …`), or with [`Error::Job`] for a job that does not validate.
     pub async fn push(&self, job: Job) -> Result<String, Error> {
-        job.validate()?;
+        let mut job = job;
+        job.resolve_relative(Timestamp::now());
+        request::prepare_push(&mut job)?;
         let jid = job.jid.clone();
         match &self.shared.pusher {
             Pusher::Recorder(jobs) => {

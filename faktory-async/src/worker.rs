@@ -450,13 +450,16 @@ impl<R: Runtime> Worker<R> {
     ///     assert!(matches!(run.outcome, Outcome::Failed { ref message, .. } if message == "no 7"));
     /// }
     /// ```
-    pub async fn run_job(&self, job: Job) -> JobRun {
+    pub fn run_job(&self, job: Job) -> impl Future<Output = JobRun> + Send + 'static {
         let shared = Arc::new(WorkerShared::recorder(self.shared.state.clone()));
         let ctx = JobContext::new(&job, CancellationToken::new(), shared);
-        let outcome = run_to_outcome(Arc::clone(&self.chain), job, ctx.clone()).await;
-        JobRun {
-            outcome,
-            pushed: ctx.pushed(),
+        let chain = Arc::clone(&self.chain);
+        async move {
+            let outcome = run_to_outcome(chain, job, ctx.clone()).await;
+            JobRun {
+                outcome,
+                pushed: ctx.pushed(),
+            }
         }
     }
 }

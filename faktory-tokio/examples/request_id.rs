@@ -69,7 +69,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .connect()
         .await?;
-    let push = client.push(Job::builder("Signup").args(("ada@example.com",)).queue(&queue).build()?);
+    let push = client.push(
+        Job::builder("Signup")
+            .args(("ada@example.com",))
+            .queue(&queue)
+            .build()?,
+    );
     let jid = REQUEST_ID.scope("req-7f3a".to_owned(), push).await?;
     println!("pushed {jid} while handling request req-7f3a");
 

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use faktory_proto::Job;
 use faktory_proto::api::Error;
+use faktory_proto::api::HandlerError;
 use faktory_proto::command::{Fail, MutateFilter, MutateOp, MutateTarget, WorkerState};
 use faktory_proto::info::{Info, QueueLatency};
-use faktory_proto::api::HandlerError;
 use faktory_proto::job::JobDefaults;
 use faktory_proto::worker::{Outcome, StopReport};
 use serde::{Deserialize, Serialize};
@@ -614,9 +614,17 @@ pub fn describe(job: &Job) -> String {
     serde_json::to_string(&job.args).unwrap()
 }
 
-/// What a typed handler without a context uses as its job in the steps (they need a jid).
-pub fn placeholder_job(jobtype: &str) -> Job {
-    Job::new(jobtype, vec![])
+/// What a typed handler uses as its job in the steps (they need a jid and a jobtype): the
+/// context's, or made up without one.
+pub fn placeholder_job<C: JobCtx>(ctx: Option<&C>) -> Job {
+    match ctx {
+        Some(ctx) => {
+            let mut job = Job::new(ctx.jobtype(), vec![]);
+            ctx.jid().clone_into(&mut job.jid);
+            job
+        }
+        None => Job::new("typed", vec![]),
+    }
 }
 
 fn needs_context<C>(ctx: Option<&C>) -> &C {
@@ -635,10 +643,18 @@ impl Step {
         match self {
             Step::Record(log) => log.push(desc.to_owned()),
             Step::RecordState(log) => {
-                log.push(needs_context(ctx).greeting().unwrap_or_else(|| "none".into()));
+                log.push(
+                    needs_context(ctx)
+                        .greeting()
+                        .unwrap_or_else(|| "none".into()),
+                );
             }
             Step::RecordBatch(log) => {
-                log.push(needs_context(ctx).batch_id().unwrap_or_else(|| "none".into()));
+                log.push(
+                    needs_context(ctx)
+                        .batch_id()
+                        .unwrap_or_else(|| "none".into()),
+                );
             }
             Step::Fire(latch) => latch.fire(),
             Step::CheckContext => {
@@ -740,7 +756,10 @@ impl Layer {
     ) -> Result<(), HandlerError> {
         match self {
             Layer::Log(name, log) => {
-                log.push(format!("{name} out {}", if result.is_ok() { "ok" } else { "err" }));
+                log.push(format!(
+                    "{name} out {}",
+                    if result.is_ok() { "ok" } else { "err" }
+                ));
                 result
             }
             Layer::DiscardIfMarked if marked_discard => {

@@ -22,9 +22,12 @@ impl<R: Runtime> WorkerApi for faktory_async::Worker<R> {
         faktory_async::Worker::run(self)
     }
 
-    async fn run_job(&self, job: Job) -> (Outcome, Vec<Job>) {
-        let run = faktory_async::Worker::run_job(self, job).await;
-        (run.outcome, run.pushed)
+    fn run_job(&self, job: Job) -> impl std::future::Future<Output = (Outcome, Vec<Job>)> + Send {
+        let run = faktory_async::Worker::run_job(self, job);
+        async move {
+            let run = run.await;
+            (run.outcome, run.pushed)
+        }
     }
 }
 
@@ -158,7 +161,7 @@ pub(crate) fn worker<H: Harness, R: Runtime>(
                 builder.register(jobtype, move |(text, n): (String, u64)| {
                     let (steps, stop) = (Arc::clone(&steps), stop.clone());
                     async move {
-                        let job = placeholder_job("typed");
+                        let job = placeholder_job::<JobContext>(None);
                         let desc = format!("{text} {n}");
                         typed_steps_async::<H, JobContext>(&steps, &job, &desc, None, &stop)
                             .await?;
@@ -170,7 +173,7 @@ pub(crate) fn worker<H: Harness, R: Runtime>(
                 builder.register(jobtype, move |s: Signup, ctx: JobContext| {
                     let (steps, stop) = (Arc::clone(&steps), stop.clone());
                     async move {
-                        let job = placeholder_job(ctx.jobtype());
+                        let job = placeholder_job(Some(&ctx));
                         let desc = format!("{} x{}", s.name, s.count);
                         typed_steps_async::<H, _>(&steps, &job, &desc, Some(&ctx), &stop).await?;
                         Ok(())
@@ -180,7 +183,7 @@ pub(crate) fn worker<H: Harness, R: Runtime>(
             Registration::TypedTupleBlocking => builder.register_blocking(
                 jobtype,
                 move |(text, n): (String, u64), ctx: JobContext| {
-                    let job = placeholder_job(ctx.jobtype());
+                    let job = placeholder_job(Some(&ctx));
                     let desc = format!("{text} {n}");
                     typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
                     Ok(())

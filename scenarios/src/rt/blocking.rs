@@ -204,7 +204,7 @@ impl Harness for Blocking {
                 }),
                 Registration::TypedTuple => {
                     builder.register(jobtype, move |(text, n): (String, u64)| {
-                        let job = placeholder_job("typed");
+                        let job = placeholder_job::<JobContext>(None);
                         let desc = format!("{text} {n}");
                         typed_steps_blocking::<JobContext>(&steps, &job, &desc, None, &stop)?;
                         Ok(())
@@ -212,7 +212,7 @@ impl Harness for Blocking {
                 }
                 Registration::TypedStruct => {
                     builder.register(jobtype, move |s: Signup, ctx: JobContext| {
-                        let job = placeholder_job(ctx.jobtype());
+                        let job = placeholder_job(Some(&ctx));
                         let desc = format!("{} x{}", s.name, s.count);
                         typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
                         Ok(())
@@ -221,7 +221,7 @@ impl Harness for Blocking {
                 Registration::TypedTupleBlocking => builder.register_blocking(
                     jobtype,
                     move |(text, n): (String, u64), ctx: JobContext| {
-                        let job = placeholder_job(ctx.jobtype());
+                        let job = placeholder_job(Some(&ctx));
                         let desc = format!("{text} {n}");
                         typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
                         Ok(())

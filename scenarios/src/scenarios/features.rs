@@ -57,7 +57,11 @@ pub async fn worker_middleware_order_modify_short_circuit_retry_discard<H: Harne
         .middleware(Layer::AppendArg("added"))
         .handler("Echo", Handler::ok().then(Step::Record(ran.clone())))
         .handler("Fails", Handler::ok().then(Step::Fail));
-    let plain = Job::builder("Echo").args((1,)).queue(&queue).build().unwrap();
+    let plain = Job::builder("Echo")
+        .args((1,))
+        .queue(&queue)
+        .build()
+        .unwrap();
     let mark = |jobtype: &str, key: &str| {
         Job::builder(jobtype)
             .queue(&queue)
@@ -92,7 +96,10 @@ pub async fn worker_middleware_order_modify_short_circuit_retry_discard<H: Harne
     assert!(acked.contains(&plain.jid));
     assert!(acked.contains(&skip.jid), "short-circuited: ACKed");
     assert!(acked.contains(&discard.jid), "error discarded: ACKed");
-    assert_eq!(failure_errtype(&kit, &reject.jid).as_deref(), Some("Rejected"));
+    assert_eq!(
+        failure_errtype(&kit, &reject.jid).as_deref(),
+        Some("Rejected")
+    );
     assert_eq!(failure_errtype(&kit, &fails.jid).as_deref(), Some("Outer"));
     assert!(
         kit.retries().iter().any(|e| e.job.jid == reject.jid),
@@ -102,11 +109,22 @@ pub async fn worker_middleware_order_modify_short_circuit_retry_discard<H: Harne
     assert_eq!(
         order.snapshot(),
         [
-            "outer in", "inner in", "inner out ok", "outer out ok", // plain
-            "outer in", "outer out ok", // skip
-            "outer in", "outer out err", // reject
-            "outer in", "inner in", "inner out err", "outer out ok", // discard
-            "outer in", "inner in", "inner out err", "outer out err", // fails
+            "outer in",
+            "inner in",
+            "inner out ok",
+            "outer out ok", // plain
+            "outer in",
+            "outer out ok", // skip
+            "outer in",
+            "outer out err", // reject
+            "outer in",
+            "inner in",
+            "inner out err",
+            "outer out ok", // discard
+            "outer in",
+            "inner in",
+            "inner out err",
+            "outer out err", // fails
         ]
     );
 }
@@ -151,14 +169,25 @@ pub async fn client_middleware_and_job_defaults_shape_the_pushed_job<H: Harness>
     assert_eq!(failed.keys().collect::<Vec<_>>(), [&bulk_refused.jid]);
     let defaulted = Job::builder("Defaulted").build().unwrap();
     c.push(defaulted.clone()).await.unwrap();
-    let explicit = Job::builder("Defaulted").queue(&queue).retry(0).build().unwrap();
+    let explicit = Job::builder("Defaulted")
+        .queue(&queue)
+        .retry(0)
+        .build()
+        .unwrap();
     c.push(explicit.clone()).await.unwrap();
     assert_eq!(
         seen.snapshot(),
         [
-            "first:Tagged", "last:Tagged", "first:Forbidden", // refused before `last`
-            "first:Forbidden", "first:Tagged", "last:Tagged", // push_bulk
-            "first:Defaulted", "last:Defaulted", "first:Defaulted", "last:Defaulted",
+            "first:Tagged",
+            "last:Tagged",
+            "first:Forbidden", // refused before `last`
+            "first:Forbidden",
+            "first:Tagged",
+            "last:Tagged", // push_bulk
+            "first:Defaulted",
+            "last:Defaulted",
+            "first:Defaulted",
+            "last:Defaulted",
         ]
     );
 
@@ -185,7 +214,10 @@ pub async fn client_middleware_and_job_defaults_shape_the_pushed_job<H: Harness>
     let e = by_jid(&explicit.jid);
     assert_eq!(e.queue(), queue, "the job's own queue wins");
     assert_eq!((e.retry, e.reserve_for), (Some(0), Some(120)));
-    assert!(w.fetch(&[queue.as_str()]).await.unwrap().is_none(), "nothing else landed");
+    assert!(
+        w.fetch(&[queue.as_str()]).await.unwrap().is_none(),
+        "nothing else landed"
+    );
 }
 
 /// Typed handlers: a tuple (no context), a struct sent as one JSON object (with the context), and
@@ -198,7 +230,10 @@ pub async fn typed_handlers_get_tuple_and_struct_args<H: Harness>() {
     let ran = Log::new();
     let record = || Step::Record(ran.clone());
     let spec = WorkerSpec::new(kit.url(), &queue)
-        .handler("Tuple", Handler::new(Registration::TypedTuple).then(record()))
+        .handler(
+            "Tuple",
+            Handler::new(Registration::TypedTuple).then(record()),
+        )
         .handler(
             "Struct",
             Handler::new(Registration::TypedStruct)
@@ -209,15 +244,31 @@ pub async fn typed_handlers_get_tuple_and_struct_args<H: Harness>() {
             "Blocking",
             Handler::new(Registration::TypedTupleBlocking).then(record()),
         );
-    let tuple = Job::builder("Tuple").args(("ada", 3)).queue(&queue).build().unwrap();
+    let tuple = Job::builder("Tuple")
+        .args(("ada", 3))
+        .queue(&queue)
+        .build()
+        .unwrap();
     let signup = Signup {
         name: "grace".into(),
         count: 7,
     };
-    let structured = Job::builder("Struct").args(&signup).queue(&queue).build().unwrap();
+    let structured = Job::builder("Struct")
+        .args(&signup)
+        .queue(&queue)
+        .build()
+        .unwrap();
     assert_eq!(structured.args, [json!({"name": "grace", "count": 7})]);
-    let blocking = Job::builder("Blocking").args(("linus", 1)).queue(&queue).build().unwrap();
-    let bad = Job::builder("Tuple").args(("only one",)).queue(&queue).build().unwrap();
+    let blocking = Job::builder("Blocking")
+        .args(("linus", 1))
+        .queue(&queue)
+        .build()
+        .unwrap();
+    let bad = Job::builder("Tuple")
+        .args(("only one",))
+        .queue(&queue)
+        .build()
+        .unwrap();
     for j in [&tuple, &structured, &blocking, &bad] {
         kit.push(j.clone()).unwrap();
     }
@@ -298,7 +349,10 @@ pub async fn ctx_push_sends_a_follow_up_job_that_lands_and_runs<H: Harness>() {
     assert!(work_until::<H>(spec, || followed.len() == 2 && kit.acked().len() == 4).await);
     let acked = kit.acked();
     for jid in pushed.snapshot() {
-        assert!(acked.contains(&jid), "the follow-up {jid} ran and was ACKed");
+        assert!(
+            acked.contains(&jid),
+            "the follow-up {jid} ran and was ACKed"
+        );
     }
     assert_eq!(pushed.len(), 2);
 }
@@ -367,14 +421,21 @@ pub async fn enterprise_options_are_in_the_pushed_json<H: Harness>() {
     let pushed_at = Timestamp::now().to_unix().unwrap().as_secs_f64();
     c.push(job.clone()).await.unwrap();
     let landed = server.kit().unwrap().queue(&queue);
-    let got = landed.iter().find(|j| j.jid == job.jid).expect("on its queue");
+    let got = landed
+        .iter()
+        .find(|j| j.jid == job.jid)
+        .expect("on its queue");
     assert_eq!(got.custom_value("unique_for"), Some(&json!(600)));
     assert_eq!(got.custom_value("unique_until"), Some(&json!("start")));
     let expires = got
         .custom_value("expires_at")
         .and_then(|v| v.as_str())
         .expect("expires_at");
-    let expires = Timestamp::parse(expires).unwrap().to_unix().unwrap().as_secs_f64();
+    let expires = Timestamp::parse(expires)
+        .unwrap()
+        .to_unix()
+        .unwrap()
+        .as_secs_f64();
     assert!(
         (expires - (pushed_at + 3600.0)).abs() < 5.0,
         "expires an hour after the push: {expires} vs {pushed_at}"
