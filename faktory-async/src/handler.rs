@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use faktory_proto::Timestamp;
-use faktory_proto::api::{self, Error, HandlerError};
+use faktory_proto::api::{self, HandlerError};
 use faktory_proto::job::Job;
 use faktory_proto::request;
-use faktory_proto::worker::{Outcome, PANIC_ERRTYPE};
+use faktory_proto::worker::{Outcome, PANIC_ERRTYPE, PushError};
 use futures_channel::{mpsc, oneshot};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -50,7 +50,7 @@ impl StateMap {
 }
 
 /// A follow-up job for the worker's driver, and where its answer goes.
-pub(crate) type PushCall = (Job, oneshot::Sender<Result<(), Error>>);
+pub(crate) type PushCall = (Job, oneshot::Sender<Result<(), PushError>>);
 
 /// Where [`JobContext::push`] sends jobs.
 #[derive(Clone)]
@@ -203,12 +203,15 @@ impl JobContext {
     /// relative times (`JobBuilder::after`, `expires_in`) are resolved now. A context from
     /// [`JobContext::for_test`] records the job instead ([`JobContext::pushed`]).
     ///
-    /// Fails with [`Error::Closed`] once the worker has stopped, with the server's error when it
-    /// refused the job (`-NOTUNIQUE …`), or with [`Error::Job`] for a job that does not validate.
-    pub async fn push(&self, job: Job) -> Result<String, Error> {
+    /// Fails with [`PushError::Invalid`] for a job that does not validate (nothing is sent),
+    /// [`PushError::Server`] when the server refused it (`-NOTUNIQUE …`), [`PushError::Stopped`]
+    /// once the worker has stopped, [`PushError::NoConnection`] when no connection was ready in
+    /// time, and [`PushError::OutcomeUnknown`] when the connection failed with the PUSH in flight
+    /// (the server may have the job; it is not re-sent). Under `?` in a handler it FAILs the job.
+    pub async fn push(&self, job: Job) -> Result<String, PushError> {
         let mut job = job;
         job.resolve_relative(Timestamp::now());
-        request::prepare_push(&mut job)?;
+        request::prepare_push(&mut job).map_err(|e| PushError::Invalid(Arc::new(e)))?;
         let jid = job.jid.clone();
         match &self.shared.pusher {
             Pusher::Recorder(jobs) => {
@@ -736,32 +739,30 @@ impl std::fmt::Debug for Next {
 
 impl Next {
     /// Runs the rest of the chain for `job`: its result is the job's, unless you change it.
-    pub fn run(self, job: Job, ctx: JobContext) -> impl Future<Output = HandlerResult> + Send {
-        async move {
-            let Next { chain, index } = self;
-            match chain.layers.get(index) {
-                Some(layer) => {
-                    let next = Next {
-                        chain: Arc::clone(&chain),
-                        index: index + 1,
-                    };
-                    layer.call_boxed(job, ctx, next).await
-                }
-                None => match chain.handlers.get(&job.jobtype) {
-                    Some(handler) => {
-                        let started =
-                            std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(job, ctx)));
-                        match started {
-                            Ok(fut) => match (CatchUnwind { inner: fut }).await {
-                                Ok(result) => result,
-                                Err(payload) => Err(panic_error(&*payload)),
-                            },
-                            Err(payload) => Err(panic_error(&*payload)),
-                        }
-                    }
-                    None => Err(unknown_jobtype(&job.jobtype)),
-                },
+    pub async fn run(self, job: Job, ctx: JobContext) -> HandlerResult {
+        let Next { chain, index } = self;
+        match chain.layers.get(index) {
+            Some(layer) => {
+                let next = Next {
+                    chain: Arc::clone(&chain),
+                    index: index + 1,
+                };
+                layer.call_boxed(job, ctx, next).await
             }
+            None => match chain.handlers.get(&job.jobtype) {
+                Some(handler) => {
+                    let started =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(job, ctx)));
+                    match started {
+                        Ok(fut) => match (CatchUnwind { inner: fut }).await {
+                            Ok(result) => result,
+                            Err(payload) => Err(panic_error(&*payload)),
+                        },
+                        Err(payload) => Err(panic_error(&*payload)),
+                    }
+                }
+                None => Err(unknown_jobtype(&job.jobtype)),
+            },
         }
     }
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use faktory_proto::Timestamp;
-use faktory_proto::api::{self, Error, HandlerError};
+use faktory_proto::api::{self, HandlerError};
 use faktory_proto::job::Job;
 use faktory_proto::request;
-use faktory_proto::worker::{Outcome, PANIC_ERRTYPE};
+use faktory_proto::worker::{Outcome, PANIC_ERRTYPE, PushError};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -123,7 +123,7 @@ impl StateMap {
 }
 
 /// A follow-up job for the engine thread, and where its answer goes.
-pub(crate) type PushCall = (Job, Sender<Result<(), Error>>);
+pub(crate) type PushCall = (Job, Sender<Result<(), PushError>>);
 
 /// Where [`JobContext::push`] sends jobs.
 #[derive(Clone)]
@@ -278,12 +278,15 @@ impl JobContext {
     /// relative times (`JobBuilder::after`, `expires_in`) are resolved now. A context from
     /// [`JobContext::for_test`] records the job instead ([`JobContext::pushed`]).
     ///
-    /// Fails with [`Error::Closed`] once the worker has stopped, with the server's error when it
-    /// refused the job (`-NOTUNIQUE …`), or with [`Error::Job`] for a job that does not validate.
-    pub fn push(&self, job: Job) -> Result<String, Error> {
+    /// Fails with [`PushError::Invalid`] for a job that does not validate (nothing is sent),
+    /// [`PushError::Server`] when the server refused it (`-NOTUNIQUE …`), [`PushError::Stopped`]
+    /// once the worker has stopped, [`PushError::NoConnection`] when no connection was ready in
+    /// time, and [`PushError::OutcomeUnknown`] when the connection failed with the PUSH in flight
+    /// (the server may have the job; it is not re-sent). Under `?` in a handler it FAILs the job.
+    pub fn push(&self, job: Job) -> Result<String, PushError> {
         let mut job = job;
         job.resolve_relative(Timestamp::now());
-        request::prepare_push(&mut job)?;
+        request::prepare_push(&mut job).map_err(|e| PushError::Invalid(Arc::new(e)))?;
         let jid = job.jid.clone();
         match &self.shared.pusher {
             Pusher::Recorder(jobs) => {
@@ -293,10 +296,10 @@ impl JobContext {
             Pusher::Worker(tx) => {
                 let (reply, answer) = mpsc::channel();
                 tx.send(crate::worker::Msg::Push((job, reply)))
-                    .map_err(|_| Error::Closed)?;
+                    .map_err(|_| PushError::Stopped)?;
                 answer
                     .recv_timeout(PUSH_TIMEOUT)
-                    .map_err(|_| Error::Closed)??;
+                    .map_err(|_| PushError::Stopped)??;
                 Ok(jid)
             }
         }

@@ -102,6 +102,8 @@ pub use handler::{
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
 pub use worker::{JobRun, Worker, WorkerBuilder};
+/// Why a [`JobContext::push`] did not succeed.
+pub use faktory_proto::worker::PushError;
 
 pub use faktory_proto as proto;
 pub use faktory_proto::prelude::*;

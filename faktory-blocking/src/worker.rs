@@ -29,7 +29,8 @@ use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::worker::{
-    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
+    self as engine, ConnId, Event, JobToken, Outcome, PushError, PushId, Queues, StopReport,
+    WorkerConfig,
 };
 
 use crate::error::Error;
@@ -332,6 +333,7 @@ impl WorkerBuilder {
                 handlers: self.handlers,
             }),
             state: self.state,
+            pushes: HashMap::new(),
             target: Arc::new(target),
             shutdown: self.shutdown.unwrap_or_default(),
             handle_signals: self.handle_signals,
@@ -360,6 +362,8 @@ pub struct Worker {
     engine: engine::Worker,
     chain: Arc<Chain>,
     state: StateMap,
+    /// Who waits for which push's answer ([`JobContext::push`]).
+    pushes: HashMap<PushId, Sender<Result<(), PushError>>>,
     target: Arc<Target>,
     shutdown: ShutdownHandle,
     handle_signals: bool,
@@ -576,6 +580,11 @@ impl Worker {
                     Event::JobConfirmed { token, .. } => {
                         jobs.remove(&token);
                     }
+                    Event::Pushed { id, result } => {
+                        if let Some(reply) = self.pushes.remove(&id) {
+                            let _ = reply.send(result);
+                        }
+                    }
                     Event::Stopped(report) => {
                         for (_, c) in conns.drain() {
                             match c {
@@ -680,8 +689,9 @@ impl Worker {
                 tracing::info!("faktory worker shutting down now");
                 self.engine.shutdown_now(now);
             }
-            Msg::Push((_job, reply)) => {
-                let _ = reply.send(Err(Error::Usage("TODO")));
+            Msg::Push((job, reply)) => {
+                let id = self.engine.push(job, now);
+                self.pushes.insert(id, reply);
             }
         }
     }

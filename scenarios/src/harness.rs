@@ -153,7 +153,10 @@ pub trait JobCtx: Clone + Send + Sync + 'static {
     /// `JobContext::batch_id`.
     fn batch_id(&self) -> Option<String>;
     /// `JobContext::push` (the blocking one makes the call when polled).
-    fn push(&self, job: Job) -> impl Future<Output = Result<String, Error>> + Send;
+    fn push(
+        &self,
+        job: Job,
+    ) -> impl Future<Output = Result<String, faktory_proto::worker::PushError>> + Send;
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -23,9 +23,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use faktory_proto::api::{self, Error};
+use faktory_proto::api;
 use faktory_proto::job::Job;
-use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
+use faktory_proto::worker::{
+    self as engine, ConnId, Event, JobToken, Outcome, PushError, PushId, StopReport,
+};
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use tracing::Instrument;
@@ -37,7 +39,6 @@ use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
 use crate::transport::Dialer;
 
-type PushIdTmp = u64;
 /// Busy turns per poll before the task yields to the runtime.
 const TURNS_PER_POLL: usize = 32;
 /// The read buffer shared by every connection (a read is handed to the engine before the next).
@@ -111,7 +112,7 @@ struct Driver<R: Runtime> {
     /// Jobs pushed by handlers ([`JobContext::push`]).
     pushes: mpsc::UnboundedReceiver<PushCall>,
     /// Who waits for which push's answer.
-    pending_pushes: HashMap<PushIdTmp, oneshot::Sender<Result<(), Error>>>,
+    pending_pushes: HashMap<PushId, oneshot::Sender<Result<(), PushError>>>,
     dialer: Arc<Dialer<R>>,
     /// Open or opening connections (a handful: a linear scan beats hashing).
     conns: Vec<Conn>,
@@ -199,6 +200,13 @@ impl<R: Runtime> Driver<R> {
                 Poll::Ready(None) => self.signals = None,
                 Poll::Pending => break,
             }
+        }
+        // Follow-up jobs from handlers (`JobContext::push`): the engine sends them on its own
+        // connections and answers with `Event::Pushed`.
+        while let Poll::Ready(Some((job, reply))) = Pin::new(&mut self.pushes).poll_next(cx) {
+            let id = self.engine.push(job, now);
+            self.pending_pushes.insert(id, reply);
+            progress = true;
         }
         while let Poll::Ready(Some((token, outcome))) = Pin::new(&mut self.done_rx).poll_next(cx) {
             self.running.remove(&token);
@@ -298,6 +306,11 @@ impl<R: Runtime> Driver<R> {
             Event::CancelJob(token) => {
                 if let Some(cancel) = self.running.remove(&token) {
                     cancel.cancel();
+                }
+            }
+            Event::Pushed { id, result } => {
+                if let Some(reply) = self.pending_pushes.remove(&id) {
+                    let _ = reply.send(result);
                 }
             }
             Event::Stopped(report) => {

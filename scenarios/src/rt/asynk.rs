@@ -66,7 +66,11 @@ impl JobCtx for JobContext {
         JobContext::batch_id(self).map(str::to_owned)
     }
 
-    fn push(&self, job: Job) -> impl std::future::Future<Output = Result<String, Error>> + Send {
+    fn push(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = Result<String, faktory_proto::worker::PushError>> + Send
+    {
         JobContext::push(self, job)
     }
 }

@@ -85,7 +85,7 @@ impl JobCtx for JobContext {
         JobContext::batch_id(self).map(str::to_owned)
     }
 
-    async fn push(&self, job: Job) -> Result<String, Error> {
+    async fn push(&self, job: Job) -> Result<String, faktory_proto::worker::PushError> {
         JobContext::push(self, job)
     }
 }
