@@ -9,7 +9,7 @@
 //! default for later jobs (docs/protocol.md#the-retry-default-leaks). The builder leaves `retry`
 //! unset, so per-jobtype defaults ([`Job::apply_defaults`]) can still fill it; the push
 //! ([`request::Push`](crate::request::Push), [`PushBulkPlan`](crate::request::PushBulkPlan), the
-//! worker engine's `push`) sends 25 for a job that has none.
+//! worker engine's [`push`](crate::worker::Worker::push)) sends 25 for a job that has none.
 //!
 //! ```
 //! use faktory_proto::job::Job;

@@ -76,7 +76,7 @@ macro_rules! request {
 }
 
 /// What every push does to a job before it is encoded ([`Push`], [`PushBulkPlan`], the worker
-/// engine's `push`):
+/// engine's [`push`](crate::worker::Worker::push)):
 ///
 /// - refuses a job whose times relative to the push were not resolved
 ///   ([`JobError::UnresolvedRelativeTime`]: call [`Job::resolve_relative`] with the time of the

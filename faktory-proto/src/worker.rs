@@ -26,6 +26,7 @@
 //!             RunJob { token, job } => run the handler; when it returns
 //!                                   w.handle_job_finished(token, Outcome::…, now()),
 //!             CancelJob(token)   => abort the job if possible (its outcome will be ignored),
+//!             Pushed { id, result } => hand result to whoever called w.push(job, now()),
 //!             Stopped(report)    => return report,
 //!             _                  => log (JobConfirmed, JobSkipped, ConnectionFailed, …),
 //!         }
@@ -97,6 +98,31 @@
 //! no jid can be read, nothing can be sent for it and the job returns only when its reservation
 //! expires (`reserve_for`, 30 min by default).
 //!
+//! # Pushing jobs
+//!
+//! [`Worker::push`] pushes a job over the worker's own connections, so a handler can enqueue
+//! follow-up work without a client (and a connection) of its own. The job is prepared like every
+//! push ([`request::prepare_push`](crate::request::prepare_push): relative times resolved, valid,
+//! `retry` sent); one that is not is answered at once. Each push gets exactly one
+//! [`Event::Pushed`] with its [`PushId`]:
+//!
+//! - The PUSH goes to the least busy ready connection that has no FETCH outstanding, like ACK and
+//!   FAIL (the control connection always qualifies), pipelined behind what it already carries;
+//!   pushes are sent in the order they were made.
+//! - While no such connection is ready (the server is down, the worker is reconnecting), the push
+//!   waits, at most the connection options' `reply_timeout`: then [`PushError::NoConnection`].
+//!   Nothing was sent.
+//! - `+OK` is `Ok(())`; an error reply is [`PushError::Server`] (`-NOTUNIQUE` for a unique job
+//!   that is already queued).
+//! - A connection that fails after the PUSH was sent and before its reply (a drop, a reply
+//!   timeout) makes the outcome unknown, [`PushError::OutcomeUnknown`]: the server may have the
+//!   job. Unlike ACK and FAIL, a PUSH is never re-sent: it could be doubled.
+//! - Pushes are taken until the worker has stopped, also during a shutdown (jobs running in the
+//!   grace period may push), and the engine waits for their replies before END, up to the hard
+//!   stop. At the stop, a push never sent is [`PushError::Stopped`], one in flight
+//!   [`PushError::OutcomeUnknown`]; a push made after [`Event::Stopped`] is answered
+//!   [`PushError::Stopped`] at once.
+//!
 //! # Heartbeat, quiet and terminate
 //!
 //! BEAT every `heartbeat_interval` (the first as soon as a control connection is ready),
@@ -161,9 +187,11 @@
 
 mod config;
 mod fail;
+mod push;
 mod queues;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -184,6 +212,9 @@ pub use config::{
 pub use fail::{
     MAX_BACKTRACE_LINE_BYTES, MAX_BACKTRACE_LINES, MAX_ERRTYPE_BYTES, MAX_MESSAGE_BYTES,
 };
+pub use push::{PushError, PushId};
+
+use push::PendingPush;
 
 use queues::QueuePicker;
 
@@ -257,7 +288,7 @@ pub enum Lifecycle {
     /// No more fetching; running jobs have until the grace period ends.
     Terminating,
     /// Grace period over (or nothing left to run): unfinished jobs were FAILed; waiting for the last
-    /// confirmations and FETCH replies before END.
+    /// confirmations, FETCH replies and push replies before END.
     Ending,
     /// Finished; [`Event::Stopped`] was emitted.
     Stopped,
@@ -395,9 +426,17 @@ pub enum Event {
         /// The error.
         error: ServerError,
     },
+    /// The answer to [`Worker::push`]: emitted exactly once per [`PushId`].
+    Pushed {
+        /// Which push.
+        id: PushId,
+        /// `Ok` once the server answered `+OK`.
+        result: Result<(), PushError>,
+    },
     /// The lifecycle moved on.
     StateChanged(Lifecycle),
-    /// The worker is finished; nothing more will happen. Emitted once, last.
+    /// The worker is finished; nothing more will happen (but the answers,
+    /// `Err(PushError::Stopped)`, to pushes made after it). Emitted once, last.
     Stopped(StopReport),
 }
 
@@ -415,6 +454,7 @@ enum Req {
     Fetch,
     Outcome(JobToken),
     Beat { state: Option<WorkerState> },
+    Push(PushId),
 }
 
 #[derive(Debug)]
@@ -514,6 +554,12 @@ pub struct Worker {
     delayed: Vec<(Instant, JobToken)>,
     outstanding_fetches: usize,
 
+    /// Pushes not answered yet (queued or in flight).
+    pushes: BTreeMap<PushId, PendingPush>,
+    /// Pushes waiting for a connection, oldest first.
+    push_queue: VecDeque<PushId>,
+    next_push: u64,
+
     beat_due: Instant,
     beat_in_flight: bool,
     rss_kb: Option<u64>,
@@ -609,6 +655,9 @@ impl Worker {
             outcome_queue: VecDeque::new(),
             delayed: Vec::new(),
             outstanding_fetches: 0,
+            pushes: BTreeMap::new(),
+            push_queue: VecDeque::new(),
+            next_push: 0,
             beat_due: now,
             beat_in_flight: false,
             rss_kb: None,
@@ -649,6 +698,12 @@ impl Worker {
     /// ACK/FAILs not yet confirmed by the server (queued or in flight).
     pub fn unconfirmed_outcomes(&self) -> usize {
         self.outcomes.len()
+    }
+
+    /// Pushes made with [`Worker::push`] and not answered yet (waiting for a connection or for
+    /// the server's reply).
+    pub fn pending_pushes(&self) -> usize {
+        self.pushes.len()
     }
 
     /// Connections currently open or opening.
@@ -747,6 +802,7 @@ impl Worker {
                 }
             }
         }
+        self.expire_pushes(now);
         self.pump(now);
     }
 
@@ -780,6 +836,40 @@ impl Worker {
         self.queue_outcome(token, job.jid, kind);
         self.pump(now);
         true
+    }
+
+    /// Pushes `job` over the worker's own connections (a handler pushing a follow-up job, say).
+    /// The answer is one [`Event::Pushed`] with the returned id; see the module docs
+    /// ([Pushing jobs](self#pushing-jobs)).
+    ///
+    /// The job is prepared first ([`request::prepare_push`](crate::request::prepare_push): times
+    /// relative to the push must already be resolved, the job must validate, `retry` 25 is sent
+    /// when unset); a job that does not pass is answered at once with [`PushError::Invalid`], as
+    /// is any push once the worker has stopped ([`PushError::Stopped`]). Like after every input,
+    /// drain [`Worker::poll_transmit`] and [`Worker::poll_event`] afterwards.
+    pub fn push(&mut self, job: Job, now: Instant) -> PushId {
+        let id = PushId(self.next_push);
+        self.next_push += 1;
+        let mut job = job;
+        if let Err(e) = crate::request::prepare_push(&mut job) {
+            self.answer_push(id, Err(PushError::Invalid(Arc::new(e))));
+            return id;
+        }
+        if self.lifecycle == Lifecycle::Stopped {
+            self.answer_push(id, Err(PushError::Stopped));
+            return id;
+        }
+        self.pushes.insert(
+            id,
+            PendingPush {
+                command: Some(Command::Push(Box::new(job))),
+                since: now,
+                deadline: now.checked_add(self.client_options.reply_timeout),
+            },
+        );
+        self.push_queue.push_back(id);
+        self.pump(now);
+        id
     }
 
     /// The process's resident memory in KiB, sent with the next BEATs.
@@ -862,6 +952,9 @@ impl Worker {
         for (t, _) in &self.delayed {
             consider(Some(*t));
         }
+        for id in &self.push_queue {
+            consider(self.pushes.get(id).and_then(|p| p.deadline));
+        }
         if !self.beat_in_flight && self.beat_connection().is_some() {
             consider(Some(self.beat_due));
         }
@@ -922,6 +1015,10 @@ impl Worker {
                 error,
             } => tracing::warn!(conn = conn.0, command, %error, "faktory command failed"),
             Event::StateChanged(state) => tracing::info!(?state, "faktory worker lifecycle"),
+            Event::Pushed { id, result } => match result {
+                Ok(()) => tracing::debug!(push = id.0, "faktory push accepted"),
+                Err(error) => tracing::debug!(push = id.0, %error, "faktory push failed"),
+            },
             Event::Stopped(report) => match &report.reason {
                 StopReason::Fatal(error) => tracing::error!(
                     %error,
@@ -1050,6 +1147,15 @@ impl Worker {
                     }
                     Req::Outcome(token) => self.on_outcome_reply(id, token, result, now),
                     Req::Beat { state } => self.on_beat_reply(id, state, result, now),
+                    Req::Push(push) => {
+                        let answer = match result {
+                            Ok(Reply::Ok) => Ok(()),
+                            Ok(other) => Err(PushError::UnexpectedReply(format!("{other:?}"))),
+                            Err(e) => Err(PushError::Server(e)),
+                        };
+                        self.pushes.remove(&push);
+                        self.answer_push(push, answer);
+                    }
                 }
             }
             client::Event::Closed { error, .. } => self.on_connection_closed(id, error, now),
@@ -1235,12 +1341,14 @@ impl Worker {
         while let Some(bytes) = conn.client.poll_transmit() {
             push_transmit(&mut self.transmits, id, bytes);
         }
-        self.release_requests(&mut conn);
+        self.release_requests(&mut conn, &ConnectionError::Closed);
         self.emit(Event::CloseConnection(id));
         self.schedule_reopen(conn.role, now);
     }
 
-    fn release_requests(&mut self, conn: &mut Conn) {
+    /// Forgets what `conn` carried: its FETCHes, its BEAT; its ACK/FAILs go back to the queue;
+    /// its PUSHes are answered [`PushError::OutcomeUnknown`] (`reason`).
+    fn release_requests(&mut self, conn: &mut Conn, reason: &ConnectionError) {
         for (_, req) in conn.requests.drain(..) {
             match req {
                 Req::Fetch => {
@@ -1255,6 +1363,10 @@ impl Worker {
                     }
                 }
                 Req::Beat { .. } => self.beat_in_flight = false,
+                Req::Push(id) => {
+                    self.pushes.remove(&id);
+                    self.answer_push(id, Err(PushError::OutcomeUnknown(reason.clone())));
+                }
             }
         }
         conn.fetches = 0;
@@ -1272,9 +1384,9 @@ impl Worker {
             return;
         };
         let mut conn = self.conns.remove(pos);
-        // A socket flush may still hold bytes; they are useless now.
-        self.release_requests(&mut conn);
         let error = error.unwrap_or(ConnectionError::Eof);
+        // A socket flush may still hold bytes; they are useless now.
+        self.release_requests(&mut conn, &error);
         self.emit(Event::ConnectionFailed {
             conn: id,
             error: error.clone(),
@@ -1348,6 +1460,7 @@ impl Worker {
         if self.lifecycle == Lifecycle::Ending {
             let hard_stop = self.flush_deadline.is_some_and(|d| now >= d);
             let settled = self.outcomes.is_empty()
+                && self.pushes.is_empty()
                 && self.outstanding_fetches == 0
                 && !self.beat_in_flight
                 && (self.terminate_reported || self.control_index().is_none());
@@ -1387,6 +1500,15 @@ impl Worker {
             ack: matches!(rec.kind, OutcomeKind::Ack),
         }));
         unconfirmed.sort_by_key(|u| u.token);
+        self.push_queue.clear();
+        for (id, push) in std::mem::take(&mut self.pushes) {
+            let error = if push.command.is_some() {
+                PushError::Stopped
+            } else {
+                PushError::OutcomeUnknown(ConnectionError::Closed)
+            };
+            self.answer_push(id, Err(error));
+        }
         let report = StopReport {
             reason,
             unconfirmed,
@@ -1407,6 +1529,7 @@ impl Worker {
     fn dispatch(&mut self, now: Instant) {
         self.ensure_connections(now);
         self.send_outcomes(now);
+        self.send_pushes(now);
         self.send_beat(now);
         self.send_fetches(now);
     }
@@ -1490,6 +1613,71 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Sends queued pushes, oldest first, each on the least busy ready connection without an
+    /// outstanding FETCH (as ACK/FAIL).
+    fn send_pushes(&mut self, now: Instant) {
+        while let Some(&id) = self.push_queue.front() {
+            if self.pushes.get(&id).is_none_or(|p| p.command.is_none()) {
+                self.push_queue.pop_front();
+                continue;
+            }
+            let Some(index) = self.pick_outcome_connection() else {
+                return;
+            };
+            let (Some(conn), Some(pending)) = (self.conns.get_mut(index), self.pushes.get_mut(&id))
+            else {
+                return;
+            };
+            let Some(command) = pending.command.take() else {
+                return;
+            };
+            conn.touched = true;
+            match conn.client.send(&command, now) {
+                Ok(rid) => {
+                    conn.requests.push_back((rid, Req::Push(id)));
+                    self.push_queue.pop_front();
+                }
+                Err(SendError::Closed) => {
+                    // Its Closed event comes with the next input; do not pick it again.
+                    conn.ready = false;
+                    if let Some(p) = self.pushes.get_mut(&id) {
+                        p.command = Some(command);
+                    }
+                }
+                Err(e) => {
+                    self.push_queue.pop_front();
+                    self.pushes.remove(&id);
+                    self.answer_push(id, Err(PushError::Encode(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Answers the queued pushes whose wait for a connection is over.
+    fn expire_pushes(&mut self, now: Instant) {
+        let expired: Vec<PushId> = self
+            .push_queue
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.pushes
+                    .get(id)
+                    .is_some_and(|p| p.command.is_some() && p.deadline.is_some_and(|d| d <= now))
+            })
+            .collect();
+        for id in expired {
+            self.push_queue.retain(|q| *q != id);
+            if let Some(p) = self.pushes.remove(&id) {
+                let waited = now.saturating_duration_since(p.since);
+                self.answer_push(id, Err(PushError::NoConnection { waited }));
+            }
+        }
+    }
+
+    fn answer_push(&mut self, id: PushId, result: Result<(), PushError>) {
+        self.emit(Event::Pushed { id, result });
     }
 
     fn send_beat(&mut self, now: Instant) {

@@ -2,7 +2,8 @@
 //! restarts, operator actions, timeouts and job completions. The engine must never panic, never
 //! confirm a job twice, never pipeline ACK/FAIL/BEAT behind a FETCH, never close a connection with
 //! a FETCH outstanding unless it reports the FETCH abandoned, always stop after a shutdown, and
-//! never claim a clean stop while a finished job's outcome is unconfirmed.
+//! never claim a clean stop while a finished job's outcome is unconfirmed. Pushes made through the
+//! worker are answered exactly once, never sent twice, and `Ok` only when the server has the job.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -38,6 +39,8 @@ enum Action {
     ShutdownNow,
     FinishStuck(usize, bool),
     AckErrors(bool),
+    WorkerPush(usize),
+    PushErrors(bool),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -58,6 +61,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::ShutdownNow),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Action::FinishStuck(i, ok)),
         1 => any::<bool>().prop_map(Action::AckErrors),
+        3 => (1usize..4).prop_map(Action::WorkerPush),
+        1 => any::<bool>().prop_map(Action::PushErrors),
     ]
 }
 
@@ -137,6 +142,8 @@ fn run_case(s: &Setup, actions: &[Action]) {
     let mut h = Harness::new(cfg, runner);
     h.chunk = s.chunk;
     let mut next_job = 0usize;
+    let mut next_push = 0usize;
+    let mut pushes = Vec::new();
     let mut stuck_done: BTreeSet<JobToken> = BTreeSet::new();
 
     for a in actions {
@@ -226,6 +233,21 @@ fn run_case(s: &Setup, actions: &[Action]) {
             Action::AckErrors(on) => {
                 h.server.store.ack_error = on.then(|| "context deadline exceeded".to_owned());
             }
+            Action::WorkerPush(n) => {
+                for _ in 0..*n {
+                    let job = faktory_proto::Job::builder("FollowUp")
+                        .jid(format!("pushed-{next_push:08}"))
+                        .queue("elsewhere")
+                        .build()
+                        .unwrap();
+                    next_push += 1;
+                    pushes.push(h.worker.push(job, h.now));
+                }
+                h.settle();
+            }
+            Action::PushErrors(on) => {
+                h.server.store.push_error = on.then(|| "NOTUNIQUE Job not unique".to_owned());
+            }
         }
         h.assert_invariants();
     }
@@ -264,6 +286,32 @@ fn run_case(s: &Setup, actions: &[Action]) {
         assert!(listed.is_empty());
         for token in h.finished.keys() {
             assert!(h.confirmations.contains_key(token));
+        }
+    }
+    // Every push was answered once; none was sent twice; Ok means the server has it.
+    for id in &pushes {
+        assert!(h.push_answer(*id).is_some(), "push {id:?} unanswered");
+    }
+    let mut sent = BTreeSet::new();
+    for (_, _, line) in &h.server.store.lines {
+        if let Some(payload) = line.strip_prefix("PUSH ") {
+            let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+            assert!(sent.insert(v["jid"].to_string()), "PUSH sent twice: {line}");
+        }
+    }
+    let stored: BTreeSet<String> = h
+        .server
+        .store
+        .pushed
+        .iter()
+        .map(|(_, _, v)| v["jid"].to_string())
+        .collect();
+    for (n, id) in pushes.iter().enumerate() {
+        if h.push_answer(*id) == Some(&Ok(())) {
+            assert!(
+                stored.contains(&format!("\"pushed-{n:08}\"")),
+                "push {n} Ok but not stored"
+            );
         }
     }
     // Once stopped, the engine asks for nothing more.

@@ -12,9 +12,12 @@ mod worker_harness;
 
 use std::time::Duration;
 
+use faktory_proto::Job;
+use faktory_proto::client::ConnectionError;
+use faktory_proto::job::JobError;
 use faktory_proto::worker::{
-    Confirmation, ConnId, Event, Lifecycle, Outcome, Queues, SHUTDOWN_ERRTYPE, SkipReason,
-    StopReason, WorkerConfig,
+    Confirmation, ConnId, Event, Lifecycle, Outcome, PushError, PushId, Queues, SHUTDOWN_ERRTYPE,
+    SkipReason, StopReason, WorkerConfig,
 };
 use serde_json::Value;
 use worker_harness::{Harness, Mode, RecState, Run, config, job, ok_after};
@@ -738,5 +741,255 @@ fn shutdown_now_fails_running_jobs_at_once() {
             .values()
             .all(|c| c == &[Confirmation::Failed])
     );
+    h.assert_invariants();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Worker::push
+
+/// A follow-up job for a queue the worker does not fetch from.
+fn follow_up(n: usize) -> Job {
+    Job::builder("FollowUp")
+        .jid(format!("pushed-{n:08}"))
+        .queue("elsewhere")
+        .args((n,))
+        .build()
+        .unwrap()
+}
+
+fn index_of_event(h: &Harness, pred: impl Fn(&Event) -> bool) -> usize {
+    h.events.iter().position(|(_, e)| pred(e)).expect("event")
+}
+
+#[test]
+fn a_push_is_answered_ok_on_a_connection_without_a_fetch() {
+    let mut h = Harness::new(config(2), ok_after(100));
+    h.run_for(S);
+    assert_eq!(
+        h.worker.outstanding_fetches(),
+        2,
+        "both fetch connections block"
+    );
+    let ids: Vec<PushId> = (0..3).map(|n| h.push(follow_up(n))).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for id in &ids {
+        assert_eq!(h.push_answer(*id), Some(&Ok(())));
+    }
+    assert_eq!(h.worker.pending_pushes(), 0);
+    // In order, on the control connection (the fetch connections each have a FETCH blocked), with
+    // retry sent although the builder left it unset.
+    let pushed = &h.server.store.pushed;
+    assert_eq!(pushed.len(), 3);
+    for (n, (_, conn, payload)) in pushed.iter().enumerate() {
+        assert_eq!(Some(*conn), h.control_conn());
+        assert_eq!(payload["jid"], format!("pushed-{n:08}"));
+        assert_eq!(payload["retry"], 25);
+    }
+    assert_eq!(h.server.store.queues["elsewhere"].len(), 3);
+
+    // A job that does not validate, or whose relative time was not resolved, is answered at once
+    // and never sent.
+    let mut bad = follow_up(9);
+    bad.jid = "short".into();
+    let bad = h.push(bad);
+    assert!(matches!(
+        h.push_answer(bad),
+        Some(Err(PushError::Invalid(e))) if matches!(**e, JobError::JidTooShort(_))
+    ));
+    let later = Job::builder("Later").after(10 * S).build().unwrap();
+    let later = h.push(later);
+    assert!(matches!(
+        h.push_answer(later),
+        Some(Err(PushError::Invalid(e))) if matches!(**e, JobError::UnresolvedRelativeTime { .. })
+    ));
+    assert_eq!(count_verb(&h, "PUSH"), 3);
+
+    // Pushes still go beside jobs being ACKed, never behind a FETCH.
+    for n in 0..20 {
+        h.server.push("default", &job(n));
+    }
+    for n in 10..20 {
+        h.push(follow_up(n));
+        h.run_for(ms(30));
+    }
+    h.run_for(5 * S);
+    assert_eq!(h.server.store.acks.len(), 20);
+    assert_eq!(h.server.store.pushed.len(), 13);
+    h.assert_invariants();
+}
+
+#[test]
+fn a_push_answered_with_an_error_is_the_servers_error() {
+    let mut h = Harness::new(config(1), ok_after(100));
+    h.run_for(S);
+    h.server.store.push_error = Some("NOTUNIQUE Job not unique".into());
+    let refused = h.push(follow_up(0));
+    match h.push_answer(refused) {
+        Some(Err(PushError::Server(e))) => {
+            assert_eq!(e.code, "NOTUNIQUE");
+            assert_eq!(e.message, "Job not unique");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !h.push_answer(refused)
+            .unwrap()
+            .as_ref()
+            .unwrap_err()
+            .is_outcome_unknown()
+    );
+    // The connection stays usable.
+    h.server.store.push_error = None;
+    let control = h.control_conn();
+    let ok = h.push(follow_up(1));
+    assert_eq!(h.push_answer(ok), Some(&Ok(())));
+    assert_eq!(h.control_conn(), control, "no reconnect");
+    assert_eq!(h.server.store.pushed.len(), 1);
+    h.assert_invariants();
+}
+
+#[test]
+fn a_drop_with_a_push_in_flight_makes_its_outcome_unknown_and_it_is_not_resent() {
+    let mut h = Harness::new(config(1), ok_after(100));
+    h.run_for(S);
+    let control = h.control_conn().unwrap();
+    // The server executes the PUSH, but its reply is lost, then the connection drops.
+    h.set_mode(control, Mode::BlackHole);
+    let id = h.push(follow_up(0));
+    assert_eq!(h.push_answer(id), None);
+    assert_eq!(h.worker.pending_pushes(), 1);
+    assert_eq!(h.server.store.pushed.len(), 1);
+    h.drop_conn(control);
+    assert_eq!(
+        h.push_answer(id),
+        Some(&Err(PushError::OutcomeUnknown(ConnectionError::Eof)))
+    );
+    assert!(
+        h.push_answer(id)
+            .unwrap()
+            .as_ref()
+            .unwrap_err()
+            .is_outcome_unknown()
+    );
+    // The control connection comes back; the PUSH is never sent again (it would be doubled).
+    assert!(h.run_until_cond(30 * S, |h| h.control_conn().is_some_and(|c| c != control)));
+    h.run_for(10 * S);
+    assert_eq!(count_verb(&h, "PUSH"), 1);
+    assert_eq!(h.server.store.queues["elsewhere"].len(), 1);
+    // A reply timeout is a drop too.
+    let mut cfg = config(1);
+    cfg.client.reply_timeout = 3 * S;
+    let mut h = Harness::new(cfg, ok_after(100));
+    h.run_for(S);
+    let control = h.control_conn().unwrap();
+    h.set_mode(control, Mode::Frozen);
+    let id = h.push(follow_up(1));
+    let pushed_at = h.t();
+    assert!(h.run_until_cond(10 * S, |h| h.push_answer(id).is_some()));
+    assert!(matches!(
+        h.push_answer(id),
+        Some(Err(PushError::OutcomeUnknown(ConnectionError::Timeout(_))))
+    ));
+    assert_eq!(h.t(), pushed_at + 3 * S);
+    h.run_for(10 * S);
+    assert_eq!(count_verb(&h, "PUSH"), 1);
+    h.assert_invariants();
+}
+
+#[test]
+fn a_push_waits_for_a_ready_connection_at_most_the_reply_timeout() {
+    let mut cfg = config(1);
+    cfg.client.reply_timeout = 4 * S;
+    let mut h = Harness::new(cfg, ok_after(100));
+    h.run_for(S);
+    h.crash_server();
+    assert_eq!(h.worker.open_connections(), 0);
+    // Nothing is ready: the push waits, and goes out once a connection is back.
+    let id = h.push(follow_up(0));
+    h.run_for(2 * S);
+    assert_eq!(h.push_answer(id), None);
+    assert_eq!(count_verb(&h, "PUSH"), 0);
+    h.start_server();
+    assert!(h.run_until_cond(2 * S, |h| h.push_answer(id).is_some()));
+    assert_eq!(h.push_answer(id), Some(&Ok(())));
+    assert_eq!(h.server.store.pushed.len(), 1);
+
+    // The server stays away: answered NoConnection after reply_timeout, nothing sent.
+    h.crash_server();
+    let pushed_at = h.t();
+    let id = h.push(follow_up(1));
+    assert!(h.run_until_cond(30 * S, |h| h.push_answer(id).is_some()));
+    assert_eq!(
+        h.push_answer(id),
+        Some(&Err(PushError::NoConnection { waited: 4 * S }))
+    );
+    assert_eq!(h.t(), pushed_at + 4 * S);
+    h.start_server();
+    h.run_for(30 * S);
+    assert_eq!(count_verb(&h, "PUSH"), 1);
+    assert_eq!(h.worker.pending_pushes(), 0);
+    h.assert_invariants();
+}
+
+#[test]
+fn a_push_during_shutdown_is_sent_and_answered_before_end() {
+    let mut h = Harness::new(config(1), ok_after(5_000));
+    h.server.push("default", &job(0));
+    h.run_for(S);
+    assert_eq!(h.worker.running_jobs(), 1);
+    h.shutdown();
+    assert_eq!(h.worker.lifecycle(), Lifecycle::Terminating);
+    // The running job pushes a follow-up during the grace period.
+    let id = h.push(follow_up(0));
+    assert_eq!(h.push_answer(id), Some(&Ok(())));
+    let report = h.run_until_stopped(40 * S);
+    assert!(report.is_clean(), "{report:?}");
+    let pushed = index_of_event(&h, |e| matches!(e, Event::Pushed { .. }));
+    let stopped = index_of_event(&h, |e| matches!(e, Event::Stopped(_)));
+    assert!(pushed < stopped);
+    let lines = &h.server.store.lines;
+    let push_line = lines.iter().position(|(_, _, l)| l.starts_with("PUSH"));
+    let first_end = lines.iter().position(|(_, _, l)| l == "END");
+    assert!(push_line < first_end, "PUSH before END");
+    // After the stop, a push is answered at once and nothing is sent.
+    let late = h.push(follow_up(1));
+    assert_eq!(h.push_answer(late), Some(&Err(PushError::Stopped)));
+    assert_eq!(count_verb(&h, "PUSH"), 1);
+    h.assert_invariants();
+}
+
+#[test]
+fn pushes_left_at_the_hard_stop_are_answered() {
+    // A push whose reply never comes: the stop waits for it until the hard stop, then reports
+    // its outcome unknown; one queued with no connection ready is answered Stopped.
+    let mut cfg = config(1);
+    cfg.client.reply_timeout = 120 * S;
+    cfg.shutdown_flush_timeout = 3 * S;
+    let mut h = Harness::new(cfg, ok_after(100));
+    h.run_for(S);
+    let control = h.control_conn().unwrap();
+    h.set_mode(control, Mode::BlackHole);
+    let in_flight = h.push(follow_up(0));
+    h.shutdown();
+    let shutdown_at = h.t();
+    let report = h.run_until_stopped(60 * S);
+    assert_eq!(
+        h.push_answer(in_flight),
+        Some(&Err(PushError::OutcomeUnknown(ConnectionError::Closed)))
+    );
+    assert!(h.t() <= shutdown_at + 2 * S + 3 * S + ms(50), "{:?}", h.t());
+    assert_eq!(report.reason, StopReason::Shutdown);
+
+    let mut cfg = config(1);
+    cfg.client.reply_timeout = 120 * S;
+    cfg.shutdown_flush_timeout = 3 * S;
+    let mut h = Harness::new(cfg, ok_after(100));
+    h.run_for(S);
+    h.shutdown();
+    h.crash_server();
+    let queued = h.push(follow_up(1));
+    let _report = h.run_until_stopped(60 * S);
+    assert_eq!(h.push_answer(queued), Some(&Err(PushError::Stopped)));
+    assert_eq!(count_verb(&h, "PUSH"), 0);
     h.assert_invariants();
 }

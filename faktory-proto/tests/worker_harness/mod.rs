@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use faktory_proto::job::Job;
 use faktory_proto::worker::{
-    Confirmation, ConnId, Event, JobToken, Lifecycle, Outcome, StopReport, Worker, WorkerConfig,
+    Confirmation, ConnId, Event, JobToken, Lifecycle, Outcome, PushError, PushId, StopReport,
+    Worker, WorkerConfig,
 };
 use serde_json::Value;
 
@@ -89,6 +90,10 @@ pub struct Store {
     pub reject_hello: bool,
     /// Answer every ACK with this error instead of `+OK`.
     pub ack_error: Option<String>,
+    /// Every PUSH payload executed: (time, connection, job). The job is queued too.
+    pub pushed: Vec<(Instant, ConnId, Value)>,
+    /// Answer every PUSH with this error line (`NOTUNIQUE Job not unique`) instead of `+OK`.
+    pub push_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -172,7 +177,9 @@ impl FakeServer {
             }
             match verb.as_str() {
                 "FETCH" => c.unanswered_fetches += 1,
-                "ACK" | "FAIL" | "BEAT" if c.unanswered_fetches > 0 => self.store.behind_fetch += 1,
+                "ACK" | "FAIL" | "BEAT" | "PUSH" if c.unanswered_fetches > 0 => {
+                    self.store.behind_fetch += 1;
+                }
                 _ => {}
             }
             c.lines.push_back(line);
@@ -316,6 +323,25 @@ impl FakeServer {
                 };
                 Self::reply(c, &reply);
             }
+            "PUSH" => {
+                let v: Value = serde_json::from_str(payload).expect("PUSH JSON");
+                if let Some(err) = &store.push_error {
+                    Self::reply(c, format!("-{err}\r\n").as_bytes());
+                    return;
+                }
+                let queue = v
+                    .get("queue")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_owned();
+                store
+                    .queues
+                    .entry(queue)
+                    .or_default()
+                    .push_back(payload.as_bytes().to_vec());
+                store.pushed.push((now, id, v));
+                Self::reply(c, b"+OK\r\n");
+            }
             "END" => {
                 c.closed = true;
                 c.ended = true;
@@ -408,6 +434,9 @@ pub enum Run {
 
 pub type Runner = Box<dyn FnMut(&Job) -> Run>;
 
+/// An answer to a push, with when it came.
+pub type PushAnswer = (Duration, Result<(), PushError>);
+
 pub struct Harness {
     pub base: Instant,
     pub now: Instant,
@@ -425,6 +454,8 @@ pub struct Harness {
     pub open: BTreeSet<ConnId>,
     pub opened: Vec<(Duration, ConnId)>,
     pub stopped: Option<StopReport>,
+    /// Every answer to a push, with when it came.
+    pub push_answers: BTreeMap<PushId, Vec<PushAnswer>>,
     /// Chunk size for server → worker bytes (to exercise incremental decoding); 0 = whole.
     pub chunk: usize,
 }
@@ -482,6 +513,7 @@ impl Harness {
             open: BTreeSet::new(),
             opened: Vec::new(),
             stopped: None,
+            push_answers: BTreeMap::new(),
             chunk: 0,
         };
         h.settle();
@@ -550,6 +582,12 @@ impl Harness {
             Event::Stopped(report) => {
                 assert!(self.stopped.is_none(), "Stopped twice");
                 self.stopped = Some(report.clone());
+            }
+            Event::Pushed { id, result } => {
+                self.push_answers
+                    .entry(*id)
+                    .or_default()
+                    .push((t, result.clone()));
             }
             _ => {}
         }
@@ -708,6 +746,20 @@ impl Harness {
         self.stopped.clone().unwrap()
     }
 
+    /// Pushes `job` through the worker now (as a handler would), then settles.
+    pub fn push(&mut self, job: Job) -> PushId {
+        let id = self.worker.push(job, self.now);
+        self.settle();
+        id
+    }
+
+    /// The one answer to push `id`, if it came.
+    pub fn push_answer(&self, id: PushId) -> Option<&Result<(), PushError>> {
+        self.push_answers
+            .get(&id)
+            .map(|answers| &answers.first().expect("an answer").1)
+    }
+
     pub fn shutdown(&mut self) {
         self.worker.shutdown(self.now);
         self.settle();
@@ -833,6 +885,17 @@ impl Harness {
         );
         for (token, c) in &self.confirmations {
             assert_eq!(c.len(), 1, "token {token:?} confirmed {} times", c.len());
+        }
+        for (id, answers) in &self.push_answers {
+            assert_eq!(
+                answers.len(),
+                1,
+                "push {id:?} answered {} times",
+                answers.len()
+            );
+        }
+        if self.stopped.is_some() {
+            assert_eq!(self.worker.pending_pushes(), 0, "pushes left unanswered");
         }
         if let Some(report) = &self.stopped {
             if report.abandoned_fetches == 0 {
