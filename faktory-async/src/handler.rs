@@ -222,7 +222,8 @@ impl JobContext {
             }
             Pusher::Worker(tx) => {
                 let (reply, answer) = oneshot::channel();
-                tx.unbounded_send((job, reply)).map_err(|_| PushError::Stopped)?;
+                tx.unbounded_send((job, reply))
+                    .map_err(|_| PushError::Stopped)?;
                 answer.await.map_err(|_| PushError::Stopped)??;
                 Ok(jid)
             }

@@ -91,6 +91,8 @@ mod transport;
 mod worker;
 
 pub use client::{Client, ClientBuilder, ClientMiddleware};
+/// Why a [`JobContext::push`] did not succeed.
+pub use faktory_proto::worker::PushError;
 pub use handler::{
     BlockingHandler, BoxError, Handler, HandlerResult, JobContext, Middleware, MissingState, Next,
     shape,
@@ -101,8 +103,6 @@ pub use transport::AsyncStream;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
 pub use worker::{JobRun, Worker, WorkerBuilder};
-/// Why a [`JobContext::push`] did not succeed.
-pub use faktory_proto::worker::PushError;
 
 /// What every runtime shim re-exports besides its own type aliases (`faktory-tokio` and
 /// `faktory-async-std` say `pub use faktory_async::reexports::*;`), so the shims offer the same

@@ -295,7 +295,7 @@ impl JobContext {
             }
             Pusher::Worker(tx) => {
                 let (reply, answer) = mpsc::channel();
-                tx.send(crate::worker::Msg::Push((job, reply)))
+                tx.send(crate::worker::Msg::Push(Box::new((job, reply))))
                     .map_err(|_| PushError::Stopped)?;
                 answer
                     .recv_timeout(PUSH_TIMEOUT)

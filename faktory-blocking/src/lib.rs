@@ -95,6 +95,8 @@ pub use client::{Client, ClientBuilder, ClientMiddleware};
 pub use error::Error;
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
+/// Why a [`JobContext::push`] did not succeed.
+pub use faktory_proto::worker::PushError;
 pub use handler::{
     BoxError, CancellationToken, Handler, HandlerResult, JobContext, Middleware, MissingState,
     Next, shape,
@@ -102,8 +104,6 @@ pub use handler::{
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
 pub use worker::{JobRun, Worker, WorkerBuilder};
-/// Why a [`JobContext::push`] did not succeed.
-pub use faktory_proto::worker::PushError;
 
 pub use faktory_proto as proto;
 pub use faktory_proto::prelude::*;

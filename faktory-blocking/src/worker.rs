@@ -409,7 +409,8 @@ pub(crate) enum Msg {
         now: bool,
     },
     /// A follow-up job from a handler ([`JobContext::push`]).
-    Push(PushCall),
+    /// (Boxed: a `Job` is large, and every message on the channel is as large as the largest.)
+    Push(Box<PushCall>),
 }
 
 enum ConnState {
@@ -689,7 +690,8 @@ impl Worker {
                 tracing::info!("faktory worker shutting down now");
                 self.engine.shutdown_now(now);
             }
-            Msg::Push((job, reply)) => {
+            Msg::Push(call) => {
+                let (job, reply) = *call;
                 let id = self.engine.push(job, now);
                 self.pushes.insert(id, reply);
             }
