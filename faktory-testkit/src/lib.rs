@@ -8,6 +8,10 @@
 //!   [`faktory_proto::server::Connection`], and is the handle tests use to pre-load jobs, inspect
 //!   queues, sets, reservations, workers and logs, act as an operator (quiet / terminate), move time
 //!   and inject faults ([`Fault`], refused connections, restarts).
+//! - [`TestServerHost`] ([`TestServer::start_hosted`]): the same server on a tokio runtime of its
+//!   own, for tests that have none (blocking, smol, async-std).
+//! - [`TestServer::wait_until_idle`]: wait until every queue is empty and every reservation is
+//!   settled.
 //! - [`Clock`]: the server clock, real, manual (stepped by the test) or sped up. A 60 s heartbeat
 //!   reaping, a reservation expiry or a retry schedule take no wall time with a manual clock.
 //! - [`Pace`]: optionally, the pace of a real server (commands answered one at a time per
@@ -40,6 +44,7 @@ pub mod clock;
 mod glob;
 mod gojson;
 mod gotime;
+mod host;
 pub mod pace;
 mod rng;
 mod server;
@@ -47,6 +52,7 @@ pub mod store;
 
 pub use clock::{Clock, ClockError};
 pub use faktory_proto::time::UnixTime;
+pub use host::TestServerHost;
 pub use pace::Pace;
 pub use server::{ConnectionInfo, Fault, TestServer, TestServerBuilder};
 pub use store::{

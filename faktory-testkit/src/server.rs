@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -192,6 +192,8 @@ impl TestServerBuilder {
             listening,
             rng: Mutex::new(Rng::new(self.seed ^ 0xA5A5_5A5A_C3C3_3C3C)),
             pacer,
+            changed: Notify::new(),
+            idle_waiters: AtomicUsize::new(0),
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener, addr));
         let driver = tokio::spawn(periodic_driver(Arc::clone(&shared)));
@@ -232,7 +234,7 @@ pub struct TestServer {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     store: Mutex<Store>,
     clock: Clock,
     notify: Notify,
@@ -247,6 +249,10 @@ struct Shared {
     rng: Mutex<Rng>,
     /// The modelled server pace, if any.
     pacer: Option<Pacer>,
+    /// Woken after every change of the store while someone waits for it ([`wait_until_idle`]).
+    changed: Notify,
+    /// How many [`wait_until_idle`] calls are waiting.
+    idle_waiters: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -289,6 +295,9 @@ impl Shared {
         if enqueued {
             self.notify.notify_waiters();
         }
+        if self.idle_waiters.load(Ordering::Acquire) > 0 {
+            self.changed.notify_waiters();
+        }
         r
     }
 
@@ -307,6 +316,49 @@ impl Shared {
             .conns
             .get(&id)
             .is_some_and(|e| e.tx.send(c).is_ok())
+    }
+}
+
+/// How often [`wait_until_idle`] looks again even without a change (a safety net).
+const IDLE_RECHECK: Duration = Duration::from_millis(50);
+
+/// Counts a waiter of [`wait_until_idle`] for as long as it waits.
+struct IdleWaiter<'a>(&'a Shared);
+
+impl<'a> IdleWaiter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.idle_waiters.fetch_add(1, Ordering::AcqRel);
+        IdleWaiter(shared)
+    }
+}
+
+impl Drop for IdleWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.idle_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits (wall clock, at most `limit`) until every queue is empty and no job is reserved.
+pub(crate) async fn wait_until_idle(shared: &Shared, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now().checked_add(limit);
+    let _waiter = IdleWaiter::new(shared);
+    loop {
+        let mut changed = pin!(shared.changed.notified());
+        changed.as_mut().enable();
+        // Read without `with_store`, which would wake this very waiter.
+        if lock(&shared.store).is_idle() {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return false;
+        }
+        let recheck = now + IDLE_RECHECK;
+        let wake = deadline.map_or(recheck, |d| d.min(recheck));
+        tokio::select! {
+            () = &mut changed => {}
+            () = tokio::time::sleep_until(wake) => {}
+        }
     }
 }
 
@@ -929,6 +981,38 @@ impl TestServer {
     pub async fn wait_for_connections(&self, n: usize) {
         let mut rx = self.shared.live.subscribe();
         let _ = rx.wait_for(|&live| live == n).await;
+    }
+
+    /// Waits until the server is idle: every queue is empty and every reservation is settled (no
+    /// job is reserved: each fetched job was ACKed, FAILed or expired). Returns `false` when that
+    /// did not happen within `limit` (wall clock). The scheduled, retry and dead sets are not
+    /// waited for: a job FAILed for a retry counts as settled.
+    ///
+    /// Call it once the jobs are pushed (a push is answered after its job is queued): a server that
+    /// has not seen them yet is idle.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use faktory_testkit::TestServer;
+    /// use faktory_testkit::proto::job::Job;
+    ///
+    /// let server = TestServer::start().await?;
+    /// for n in 0..100 {
+    ///     server.push(Job::with_args("Resize", (n,)).unwrap()).unwrap();
+    /// }
+    /// // … start the worker under test against server.url(), then:
+    /// assert!(server.wait_until_idle(Duration::from_secs(10)).await, "jobs left: {:?}", server.queues());
+    /// assert_eq!(server.acked().len(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_until_idle(&self, limit: Duration) -> bool {
+        wait_until_idle(&self.shared, limit).await
+    }
+
+    /// The server's state, for [`crate::TestServerHost`].
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// FETCHes currently blocked, waiting for a job or their timeout.

@@ -866,3 +866,60 @@ fn the_handle_can_be_shared_across_threads() {
     send_sync::<Clock>();
     send_sync::<faktory_testkit::store::Store>();
 }
+
+#[tokio::test]
+async fn wait_until_idle_waits_for_every_reservation_to_settle() {
+    let server = server().await;
+    // Idle at once when there is nothing.
+    assert!(server.wait_until_idle(Duration::ZERO).await);
+    let mut p = Client::producer(server.addr()).await;
+    for n in 0..3 {
+        assert_eq!(
+            p.cmd(&format!("PUSH {}", job_json(&format!("idle-job-{n}"), "")))
+                .await,
+            ok()
+        );
+    }
+    // Queued jobs: not idle.
+    assert!(!server.wait_until_idle(Duration::from_millis(20)).await);
+    let mut w = Client::worker(server.addr(), "idle-w").await;
+    for _ in 0..3 {
+        assert!(matches!(w.cmd("FETCH default").await, Frame::Bulk(_)));
+    }
+    // Reserved jobs: still not idle.
+    assert!(server.queue("default").is_empty());
+    assert!(!server.wait_until_idle(Duration::from_millis(20)).await);
+    // Settled while waiting: ACK, FAIL (the job goes to the retry set, which is not waited for).
+    let (idle, ()) = tokio::join!(server.wait_until_idle(Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(w.cmd(r#"ACK {"jid":"idle-job-0"}"#).await, ok());
+        assert_eq!(
+            w.cmd(r#"FAIL {"jid":"idle-job-1","errtype":"E","message":"m"}"#)
+                .await,
+            ok()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(w.cmd(r#"ACK {"jid":"idle-job-2"}"#).await, ok());
+    });
+    assert!(idle);
+    assert_eq!(server.acked(), vec!["idle-job-0", "idle-job-2"]);
+    assert_eq!(server.retries().len(), 1);
+    // A reservation that expires settles too (the manual clock moves past reserve_for; on a
+    // server of its own, so no retry comes due meanwhile).
+    let server = self::server().await;
+    let mut p = Client::producer(server.addr()).await;
+    let mut w = Client::worker(server.addr(), "idle-w").await;
+    assert_eq!(
+        p.cmd(&format!(
+            "PUSH {}",
+            job_json("idle-job-3", r#","reserve_for":60"#)
+        ))
+        .await,
+        ok()
+    );
+    assert!(matches!(w.cmd("FETCH default").await, Frame::Bulk(_)));
+    assert!(!server.wait_until_idle(Duration::from_millis(20)).await);
+    server.advance(Duration::from_secs(60)).unwrap();
+    assert!(server.wait_until_idle(Duration::from_secs(5)).await);
+    assert_eq!(server.retries().len(), 1);
+}

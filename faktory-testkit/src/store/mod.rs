@@ -1390,6 +1390,12 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Whether the server is idle: every queue is empty and no job is reserved (scheduled, retry
+    /// and dead sets are not looked at).
+    pub fn is_idle(&self) -> bool {
+        self.queues.values().all(VecDeque::is_empty) && self.reservations.is_empty()
+    }
+
     /// Every known queue and its size.
     pub fn queue_sizes(&self) -> BTreeMap<String, usize> {
         self.known

@@ -1052,3 +1052,32 @@ fn loading_resolves_times_relative_to_the_push() {
     s.enqueue_now(plain, now).unwrap();
     assert_eq!(s.queue_jobs("default")[0].retry, Some(DEFAULT_RETRY));
 }
+
+#[test]
+fn idle_means_no_queued_and_no_reserved_job() {
+    let (mut s, c, now) = store();
+    assert!(s.is_idle());
+    s.push(job(r#"{"jid":"idle-0001","jobtype":"I","args":[]}"#), now)
+        .unwrap();
+    assert!(!s.is_idle());
+    assert!(matches!(
+        fetch(&mut s, c, "default", now),
+        Outcome::Reply(Reply::Bulk(_))
+    ));
+    assert!(!s.is_idle(), "reserved");
+    reply(s.execute(
+        c,
+        Command::Ack(Ack {
+            jid: "idle-0001".into(),
+        }),
+        now,
+    ));
+    assert!(s.is_idle());
+    // A scheduled job is not waited for.
+    s.add_scheduled(
+        job(r#"{"jid":"idle-0002","jobtype":"I","args":[]}"#),
+        plus(now, 60),
+        now,
+    );
+    assert!(s.is_idle());
+}
