@@ -586,3 +586,68 @@ impl Client {
 fn names<S: AsRef<str>>(queues: &[S]) -> Vec<String> {
     queues.iter().map(|s| s.as_ref().to_owned()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_then_middleware_in_order_then_relative_times() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (first, second) = (Arc::clone(&seen), Arc::clone(&seen));
+        let mut prep = PushPrep::default();
+        prep.defaults.insert(
+            "Mail".into(),
+            JobDefaults::new().queue("mail").retry(3).reserve_for(60),
+        );
+        let layers: [Arc<dyn ClientMiddleware>; 3] = [
+            Arc::new(move |job: &mut Job| {
+                // Sees the defaults already applied.
+                first.lock().unwrap().push(format!("first {}", job.queue()));
+                job.custom
+                    .get_or_insert_with(Default::default)
+                    .insert("request_id".into(), "r1".into());
+                Ok(())
+            }),
+            Arc::new(move |job: &mut Job| {
+                second
+                    .lock()
+                    .unwrap()
+                    .push(format!("second {:?}", job.custom_value("request_id")));
+                Ok(())
+            }),
+            Arc::new(|job: &mut Job| match job.jobtype.as_str() {
+                "Forbidden" => Err(Error::Usage("refused")),
+                _ => Ok(()),
+            }),
+        ];
+        prep.layers.extend(layers);
+        let job = Job::builder("Mail")
+            .retry(9)
+            .after(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let job = prep.prepare(job).unwrap();
+        assert_eq!(job.queue(), "mail");
+        assert_eq!(
+            (job.retry, job.reserve_for),
+            (Some(9), Some(60)),
+            "the job's own retry wins"
+        );
+        assert!(job.at.is_some(), "`after` resolved into `at` at push");
+        assert_eq!(job.run_after, None);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["first mail", "second Some(String(\"r1\"))"]
+        );
+        let refused = prep.prepare(Job::builder("Forbidden").build().unwrap());
+        assert!(matches!(refused, Err(Error::Usage("refused"))));
+        let other = prep
+            .prepare(Job::builder("Other").build().unwrap())
+            .unwrap();
+        assert_eq!((other.queue(), other.retry), ("default", None));
+    }
+}
