@@ -72,15 +72,18 @@ struct PushPrep {
 impl PushPrep {
     /// The jobtype's defaults, the middleware in order, then the times relative to the push
     /// resolved against now.
-    fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+    fn prepare(&self, job: &mut Job) -> Result<(), Error> {
         if let Some(defaults) = self.defaults.get(&job.jobtype) {
             job.apply_defaults(defaults);
         }
         for layer in &self.layers {
-            layer.before_push(&mut job)?;
+            layer.before_push(job)?;
         }
-        job.resolve_relative(Timestamp::now());
-        Ok(job)
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
+        Ok(())
     }
 }
 
@@ -420,7 +423,8 @@ impl<R: Runtime> Client<R> {
     /// # Ok(()) }
     /// ```
     pub async fn push(&self, job: Job) -> Result<String, Error> {
-        let job = self.shared.push.prepare(job)?;
+        let mut job = job;
+        self.shared.push.prepare(&mut job)?;
         let jid = job.jid.clone();
         self.call(request::Push(job)).await?;
         Ok(jid)
@@ -437,13 +441,12 @@ impl<R: Runtime> Client<R> {
         let mut refused = BTreeMap::new();
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .filter_map(|job| {
-                let jid = job.jid.clone();
-                self.shared
-                    .push
-                    .prepare(job)
-                    .map_err(|e| refused.insert(jid, e.to_string()))
-                    .ok()
+            .filter_map(|mut job| match self.shared.push.prepare(&mut job) {
+                Ok(()) => Some(job),
+                Err(e) => {
+                    refused.insert(job.jid, e.to_string());
+                    None
+                }
             })
             .collect();
         let mut plan = PushBulkPlan::new(jobs);
@@ -640,7 +643,8 @@ mod tests {
             .after(Duration::from_secs(60))
             .build()
             .unwrap();
-        let job = prep.prepare(job).unwrap();
+        let mut job = job;
+        prep.prepare(&mut job).unwrap();
         assert_eq!(job.queue(), "mail");
         assert_eq!(
             (job.retry, job.reserve_for),
@@ -653,11 +657,10 @@ mod tests {
             *seen.lock().unwrap(),
             ["first mail", "second Some(String(\"r1\"))"]
         );
-        let refused = prep.prepare(Job::builder("Forbidden").build().unwrap());
+        let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
         assert!(matches!(refused, Err(Error::Usage("refused"))));
-        let other = prep
-            .prepare(Job::builder("Other").build().unwrap())
-            .unwrap();
+        let mut other = Job::builder("Other").build().unwrap();
+        prep.prepare(&mut other).unwrap();
         assert_eq!((other.queue(), other.retry), ("default", None));
     }
 }

@@ -210,7 +210,10 @@ impl JobContext {
     /// (the server may have the job; it is not re-sent). Under `?` in a handler it FAILs the job.
     pub async fn push(&self, job: Job) -> Result<String, PushError> {
         let mut job = job;
-        job.resolve_relative(Timestamp::now());
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
         request::prepare_push(&mut job).map_err(|e| PushError::Invalid(Arc::new(e)))?;
         let jid = job.jid.clone();
         match &self.shared.pusher {
@@ -791,21 +794,35 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
     }
 }
 
-/// Runs a job to its outcome: the middleware chain and the handler; `Ok` is ACK, an error its
-/// FAIL, a panic (also one raised while creating the handler's future) a FAIL with errtype
-/// `panic`. Without middleware the handler's future is polled directly (no allocation beyond the
-/// handler's own box).
-pub(crate) async fn run_to_outcome(chain: Arc<Chain>, job: Job, ctx: JobContext) -> Outcome {
-    let fut: JobFuture = if chain.layers.is_empty() {
-        let Some(handler) = chain.handlers.get(&job.jobtype) else {
-            return api::unknown_jobtype_outcome(&job.jobtype);
+/// Starts a job: the future of its middleware chain and handler (created, not yet polled), or its
+/// outcome when there is nothing to run (no handler for its jobtype, a panic while creating the
+/// handler's future). Without middleware that future is the handler's own box: nothing else is
+/// allocated.
+pub(crate) fn start_job(
+    chain: &Arc<Chain>,
+    job: Job,
+    ctx: JobContext,
+) -> Result<JobFuture, Outcome> {
+    if !chain.layers.is_empty() {
+        let next = Next {
+            chain: Arc::clone(chain),
+            index: 0,
         };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(job, ctx))) {
-            Ok(fut) => fut,
-            Err(payload) => return api::panicked_outcome(&*payload),
-        }
-    } else {
-        Box::pin(Next { chain, index: 0 }.run(job, ctx))
+        return Ok(Box::pin(next.run(job, ctx)));
+    }
+    let Some(handler) = chain.handlers.get(&job.jobtype) else {
+        return Err(api::unknown_jobtype_outcome(&job.jobtype));
+    };
+    std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(job, ctx)))
+        .map_err(|payload| api::panicked_outcome(&*payload))
+}
+
+/// Runs a started job to its outcome: `Ok` is ACK, an error its FAIL, a panic a FAIL with errtype
+/// `panic`.
+pub(crate) async fn finish_job(started: Result<JobFuture, Outcome>) -> Outcome {
+    let fut = match started {
+        Ok(fut) => fut,
+        Err(outcome) => return outcome,
     };
     match (CatchUnwind { inner: fut }).await {
         Ok(Ok(())) => Outcome::Ok,

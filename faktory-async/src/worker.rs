@@ -21,7 +21,8 @@ use futures_channel::mpsc;
 
 use crate::handler::{
     AsyncDispatch, BlockingHandler, BlockingShape, BoxError, Chain, DynMiddleware, Handler,
-    JobContext, Middleware, PushCall, Pusher, Registered, StateMap, WorkerShared, run_to_outcome,
+    JobContext, Middleware, PushCall, Pusher, Registered, StateMap, WorkerShared, finish_job,
+    start_job,
 };
 use crate::runtime::Runtime;
 use crate::token::CancellationToken;
@@ -455,7 +456,7 @@ impl<R: Runtime> Worker<R> {
         let ctx = JobContext::new(&job, CancellationToken::new(), shared);
         let chain = Arc::clone(&self.chain);
         async move {
-            let outcome = run_to_outcome(chain, job, ctx.clone()).await;
+            let outcome = finish_job(start_job(&chain, job, ctx.clone())).await;
             JobRun {
                 outcome,
                 pushed: ctx.pushed(),

@@ -79,15 +79,18 @@ struct PushPrep {
 impl PushPrep {
     /// The jobtype's defaults, the middleware in order, then the times relative to the push
     /// resolved against now.
-    fn prepare(&self, mut job: Job) -> Result<Job, Error> {
+    fn prepare(&self, job: &mut Job) -> Result<(), Error> {
         if let Some(defaults) = self.defaults.get(&job.jobtype) {
             job.apply_defaults(defaults);
         }
         for layer in &self.layers {
-            layer.before_push(&mut job)?;
+            layer.before_push(job)?;
         }
-        job.resolve_relative(Timestamp::now());
-        Ok(job)
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
+        Ok(())
     }
 }
 
@@ -413,7 +416,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn push(&self, job: Job) -> Result<String, Error> {
-        let job = self.shared.push.prepare(job)?;
+        let mut job = job;
+        self.shared.push.prepare(&mut job)?;
         let jid = job.jid.clone();
         self.call(request::Push(job))?;
         Ok(jid)
@@ -429,13 +433,12 @@ impl Client {
         let mut refused = BTreeMap::new();
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .filter_map(|job| {
-                let jid = job.jid.clone();
-                self.shared
-                    .push
-                    .prepare(job)
-                    .map_err(|e| refused.insert(jid, e.to_string()))
-                    .ok()
+            .filter_map(|mut job| match self.shared.push.prepare(&mut job) {
+                Ok(()) => Some(job),
+                Err(e) => {
+                    refused.insert(job.jid, e.to_string());
+                    None
+                }
             })
             .collect();
         let mut plan = PushBulkPlan::new(jobs);
@@ -630,7 +633,8 @@ mod tests {
             .after(Duration::from_secs(60))
             .build()
             .unwrap();
-        let job = prep.prepare(job).unwrap();
+        let mut job = job;
+        prep.prepare(&mut job).unwrap();
         assert_eq!(job.queue(), "mail");
         assert_eq!(
             (job.retry, job.reserve_for),
@@ -643,11 +647,10 @@ mod tests {
             *seen.lock().unwrap(),
             ["first mail", "second Some(String(\"r1\"))"]
         );
-        let refused = prep.prepare(Job::builder("Forbidden").build().unwrap());
+        let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
         assert!(matches!(refused, Err(Error::Usage("refused"))));
-        let other = prep
-            .prepare(Job::builder("Other").build().unwrap())
-            .unwrap();
+        let mut other = Job::builder("Other").build().unwrap();
+        prep.prepare(&mut other).unwrap();
         assert_eq!((other.queue(), other.retry), ("default", None));
     }
 }

@@ -285,7 +285,10 @@ impl JobContext {
     /// (the server may have the job; it is not re-sent). Under `?` in a handler it FAILs the job.
     pub fn push(&self, job: Job) -> Result<String, PushError> {
         let mut job = job;
-        job.resolve_relative(Timestamp::now());
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
         request::prepare_push(&mut job).map_err(|e| PushError::Invalid(Arc::new(e)))?;
         let jid = job.jid.clone();
         match &self.shared.pusher {

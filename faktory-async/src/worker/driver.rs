@@ -33,7 +33,7 @@ use futures_core::Stream;
 use tracing::Instrument;
 
 use super::{ShutdownSignal, Worker};
-use crate::handler::{Chain, JobContext, PushCall, WorkerShared, run_to_outcome};
+use crate::handler::{Chain, JobContext, PushCall, WorkerShared, finish_job, start_job};
 use crate::runtime::{self, Runtime, TerminationSignals, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
@@ -337,12 +337,14 @@ impl<R: Runtime> Driver<R> {
         let cancel = CancellationToken::new();
         let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&self.shared));
         self.running.insert(token, cancel);
-        let chain = Arc::clone(&self.chain);
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
+        let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
+        // The handler's future is created here (in the job's span), so the future boxed below
+        // holds only that future and what the log needs, not the job.
+        let started = span.in_scope(|| start_job(&self.chain, job, ctx));
         let mut job = Box::pin(
             async move {
-                let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
-                let outcome = run_to_outcome(chain, job, ctx).await;
+                let outcome = finish_job(started).await;
                 api::log_outcome(&jid, &jobtype, &outcome);
                 outcome
             }
