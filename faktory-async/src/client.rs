@@ -2,13 +2,12 @@
 
 mod driver;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use faktory_proto::ServerError;
 use faktory_proto::api::{CallResult, ClientSettings, Error};
 use faktory_proto::client::Reply;
 use faktory_proto::command::{
@@ -16,9 +15,10 @@ use faktory_proto::command::{
 };
 use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-use faktory_proto::job::Job;
+use faktory_proto::job::{Job, JobDefaults};
 use faktory_proto::request::{self, PushBulkPlan, Request};
 use faktory_proto::session::{Session, SessionConfig};
+use faktory_proto::{ServerError, Timestamp};
 use futures_channel::{mpsc, oneshot};
 
 use crate::runtime::Runtime;
@@ -59,6 +59,78 @@ struct Shared {
     closed: AtomicBool,
     wid: Option<String>,
     server: String,
+    push: PushPrep,
+}
+
+/// What happens to every job before it is pushed.
+#[derive(Clone, Default)]
+struct PushPrep {
+    layers: Vec<Arc<dyn ClientMiddleware>>,
+    defaults: HashMap<String, JobDefaults>,
+}
+
+impl PushPrep {
+    /// The jobtype's defaults, the middleware in order, then the times relative to the push
+    /// resolved against now.
+    fn prepare(&self, job: &mut Job) -> Result<(), Error> {
+        if let Some(defaults) = self.defaults.get(&job.jobtype) {
+            job.apply_defaults(defaults);
+        }
+        for layer in &self.layers {
+            layer.before_push(job)?;
+        }
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
+        Ok(())
+    }
+}
+
+/// A client middleware: runs on every job before it is pushed ([`Client::push`],
+/// [`Client::push_bulk`], [`Client::push_in_batch`]), in the order added with
+/// [`ClientBuilder::middleware`]. It can change the job (add custom fields, set a queue) or refuse
+/// it by returning an error: the job is not sent, `push` returns the error, `push_bulk` reports it
+/// for that job's jid.
+///
+/// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
+///
+/// ```no_run
+/// use faktory_async::{Client, Error, Job, Runtime};
+///
+/// async fn producer<R: Runtime + Default>(request_id: &'static str) -> Result<(), Error> {
+///     let client = Client::<R>::builder()
+///         // Every job carries the request that caused it (see the worker middleware that
+///         // enters a span with it).
+///         .middleware(move |job: &mut Job| {
+///             job.custom
+///                 .get_or_insert_with(Default::default)
+///                 .insert("request_id".into(), request_id.into());
+///             Ok(())
+///         })
+///         // Refuse jobs without a queue of their own.
+///         .middleware(|job: &mut Job| match job.queue {
+///             Some(_) => Ok(()),
+///             None => Err(Error::Usage("jobs must name their queue")),
+///         })
+///         .connect()
+///         .await?;
+///     client.push(Job::builder("Mail").queue("mail").build()?).await?;
+///     Ok(())
+/// }
+/// ```
+pub trait ClientMiddleware: Send + Sync + 'static {
+    /// Looks at `job` before it is pushed, and may change it; an error refuses it.
+    fn before_push(&self, job: &mut Job) -> Result<(), Error>;
+}
+
+impl<F> ClientMiddleware for F
+where
+    F: Fn(&mut Job) -> Result<(), Error> + Send + Sync + 'static,
+{
+    fn before_push(&self, job: &mut Job) -> Result<(), Error> {
+        self(job)
+    }
 }
 
 impl<R: Runtime> Clone for Client<R> {
@@ -81,12 +153,24 @@ impl<R: Runtime> std::fmt::Debug for Client<R> {
 }
 
 /// Configures and connects a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder<R: Runtime> {
     settings: ClientSettings,
     runtime: R,
     tls: TlsSettings,
+    push: PushPrep,
+}
+
+impl<R: Runtime> std::fmt::Debug for ClientBuilder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("settings", &self.settings)
+            .field("runtime", &self.runtime)
+            .field("middleware", &self.push.layers.len())
+            .field("job_defaults", &self.push.defaults)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Runtime + Default> Default for ClientBuilder<R> {
@@ -110,7 +194,36 @@ impl<R: Runtime> ClientBuilder<R> {
             settings: ClientSettings::default(),
             runtime,
             tls: TlsSettings::default(),
+            push: PushPrep::default(),
         }
+    }
+
+    /// Adds a [`ClientMiddleware`]: it runs on every job before it is pushed, after those added
+    /// before it.
+    pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
+        self.push.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// What the jobs of `jobtype` get when they leave it unset: queue, retry, reservation,
+    /// backtrace lines ([`JobDefaults`]). Applied at push, before the middleware; a second call for
+    /// the same jobtype replaces the first.
+    ///
+    /// ```no_run
+    /// # async fn demo<R: faktory_async::Runtime + Default>() -> Result<(), faktory_async::Error> {
+    /// use faktory_async::proto::job::JobDefaults;
+    ///
+    /// let client = faktory_async::Client::<R>::builder()
+    ///     .job_defaults("SendEmail", JobDefaults::new().queue("mail").retry(5).reserve_for(300))
+    ///     .connect()
+    ///     .await?;
+    /// // Lands on `mail`, with retry 5 and a 5-minute reservation.
+    /// client.push(faktory_async::Job::with_args("SendEmail", ("ada@example.com",))?).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn job_defaults(mut self, jobtype: impl Into<String>, defaults: JobDefaults) -> Self {
+        self.push.defaults.insert(jobtype.into(), defaults);
+        self
     }
 
     /// Where the client's task runs (for runtimes that carry a value, such as an executor).
@@ -191,7 +304,7 @@ impl<R: Runtime> ClientBuilder<R> {
             &self.tls,
             resolved.connect_timeout,
         );
-        start(self.runtime, config, Source::Dial(dialer)).await
+        start(self.runtime, config, Source::Dial(dialer), self.push).await
     }
 
     /// Runs the client over a stream you opened yourself (custom TLS, a proxy, an in-memory pipe),
@@ -203,7 +316,8 @@ impl<R: Runtime> ClientBuilder<R> {
         config.request_timeout = self.settings.request_timeout;
         config.reconnect = false;
         config.seed = seed();
-        start(self.runtime, config, Source::Stream(Some(Box::new(stream)))).await
+        let source = Source::Stream(Some(Box::new(stream)));
+        start(self.runtime, config, source, self.push).await
     }
 }
 
@@ -212,6 +326,7 @@ async fn start<R: Runtime>(
     runtime: R,
     config: SessionConfig,
     source: Source<R>,
+    push: PushPrep,
 ) -> Result<Client<R>, Error> {
     let wid = config.options.wid.clone();
     let server = config.server.clone();
@@ -224,6 +339,7 @@ async fn start<R: Runtime>(
             closed: AtomicBool::new(false),
             wid,
             server,
+            push,
         }),
         _runtime: PhantomData,
     };
@@ -294,19 +410,47 @@ impl<R: Runtime> Client<R> {
         Q::parse(answer(self.send(Op::Call(command))?).await?)
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub async fn push(&self, job: Job) -> Result<(), Error> {
-        self.call(request::Push(job)).await
+    /// Pushes one job and returns its jid. The [`ClientMiddleware`] runs first (and may refuse
+    /// it); then the job is validated (jid, jobtype, queue name, `reserve_for`, `at`).
+    ///
+    /// ```no_run
+    /// # async fn demo<R: faktory_async::Runtime + Default>() -> Result<(), faktory_async::Error> {
+    /// use faktory_async::{Client, Job};
+    ///
+    /// let client = Client::<R>::connect().await?;
+    /// let jid = client.push(Job::with_args("SendEmail", ("ada@example.com",))?).await?;
+    /// println!("pushed {jid}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn push(&self, job: Job) -> Result<String, Error> {
+        let mut job = job;
+        self.shared.push.prepare(&mut job)?;
+        let jid = job.jid.clone();
+        self.call(request::Push(job)).await?;
+        Ok(jid)
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error
-    /// for the jobs that were refused (empty when all were pushed); jobs that fail local validation
-    /// are reported there too and not sent.
+    /// for the jobs that were refused (empty when all were pushed); jobs that a
+    /// [`ClientMiddleware`] refused or that fail local validation are reported there too and not
+    /// sent.
     pub async fn push_bulk(
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
+        let mut refused = BTreeMap::new();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|mut job| match self.shared.push.prepare(&mut job) {
+                Ok(()) => Some(job),
+                Err(e) => {
+                    refused.insert(job.jid, e.to_string());
+                    None
+                }
+            })
+            .collect();
         let mut plan = PushBulkPlan::new(jobs);
+        plan.refused.append(&mut refused);
         let replies = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|command| self.send(Op::Call(command)))
@@ -391,8 +535,8 @@ impl<R: Runtime> Client<R> {
         self.call(request::BatchStatus(bid.to_owned())).await
     }
 
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub async fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`) and returns its jid.
+    pub async fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<String, Error> {
         request::join_batch(&mut job, bid);
         self.push(job).await
     }
@@ -454,4 +598,69 @@ impl<R: Runtime> Client<R> {
 
 fn names<S: AsRef<str>>(queues: &[S]) -> Vec<String> {
     queues.iter().map(|s| s.as_ref().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_then_middleware_in_order_then_relative_times() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (first, second) = (Arc::clone(&seen), Arc::clone(&seen));
+        let mut prep = PushPrep::default();
+        prep.defaults.insert(
+            "Mail".into(),
+            JobDefaults::new().queue("mail").retry(3).reserve_for(60),
+        );
+        let layers: [Arc<dyn ClientMiddleware>; 3] = [
+            Arc::new(move |job: &mut Job| {
+                // Sees the defaults already applied.
+                first.lock().unwrap().push(format!("first {}", job.queue()));
+                job.custom
+                    .get_or_insert_with(Default::default)
+                    .insert("request_id".into(), "r1".into());
+                Ok(())
+            }),
+            Arc::new(move |job: &mut Job| {
+                second
+                    .lock()
+                    .unwrap()
+                    .push(format!("second {:?}", job.custom_value("request_id")));
+                Ok(())
+            }),
+            Arc::new(|job: &mut Job| match job.jobtype.as_str() {
+                "Forbidden" => Err(Error::Usage("refused")),
+                _ => Ok(()),
+            }),
+        ];
+        prep.layers.extend(layers);
+        let job = Job::builder("Mail")
+            .retry(9)
+            .after(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut job = job;
+        prep.prepare(&mut job).unwrap();
+        assert_eq!(job.queue(), "mail");
+        assert_eq!(
+            (job.retry, job.reserve_for),
+            (Some(9), Some(60)),
+            "the job's own retry wins"
+        );
+        assert!(job.at.is_some(), "`after` resolved into `at` at push");
+        assert_eq!(job.run_after, None);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["first mail", "second Some(String(\"r1\"))"]
+        );
+        let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
+        assert!(matches!(refused, Err(Error::Usage("refused"))));
+        let mut other = Job::builder("Other").build().unwrap();
+        prep.prepare(&mut other).unwrap();
+        assert_eq!((other.queue(), other.retry), ("default", None));
+    }
 }

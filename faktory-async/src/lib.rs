@@ -15,29 +15,55 @@
 //! A producer and a worker, for any runtime:
 //!
 //! ```no_run
-//! use faktory_async::{BoxError, CancellationToken, Client, Error, Job, Runtime, Worker};
+//! use faktory_async::{CancellationToken, Client, Error, Job, JobContext, Next, Runtime, Worker};
 //!
 //! async fn produce_and_work<R: Runtime + Default>() -> Result<(), Error> {
 //!     // FAKTORY_PROVIDER / FAKTORY_URL, else tcp://localhost:7419
 //!     let client = Client::<R>::connect().await?;
-//!     client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
+//!     let jid = client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
 //!     client.close().await?;
 //!
 //!     let stop = CancellationToken::new(); // stop.cancel() shuts the worker down gracefully
 //!     let worker = Worker::<R>::builder()
-//!         .register("SendEmail", |job: Job| async move {
-//!             let (to, n): (String, u32) = job.args_as()?;
-//!             println!("mail {n} to {to}");
-//!             Ok::<(), BoxError>(())
+//!         .state(String::from("noreply@example.com")) // shared by every job
+//!         .middleware(|job: Job, ctx: JobContext, next: Next| async move {
+//!             println!("running {}", job.jid);
+//!             next.run(job, ctx).await
+//!         })
+//!         .register("SendEmail", |(to, n): (String, u32), ctx: JobContext| async move {
+//!             let from = ctx.state::<String>()?;
+//!             println!("mail {n} from {from} to {to}");
+//!             Ok(())
 //!         })
 //!         .concurrency(20)
 //!         .shutdown_signal(stop.cancelled_owned())
 //!         .build()?;
 //!     let report = worker.run().await;
-//!     println!("stopped: {:?} (clean: {})", report.reason, report.is_clean());
+//!     println!("{jid} done; stopped: {:?} (clean: {})", report.reason, report.is_clean());
 //!     Ok(())
 //! }
 //! ```
+//!
+//! ## Handlers, middleware, state
+//!
+//! - [`WorkerBuilder::register`] takes a closure of any [`Handler`] shape: the [`Job`] or its args
+//!   deserialized (a tuple, a struct, a map), with or without the [`JobContext`]; typed handlers
+//!   return [`HandlerError`] (`?` takes any error). [`WorkerBuilder::register_blocking`] takes the
+//!   same shapes as plain functions ([`BlockingHandler`]), run on the runtime's blocking threads.
+//! - [`WorkerBuilder::middleware`] adds a [`Middleware`] around every job (the first added is the
+//!   outermost): it sees the job, its context and the result of [`Next::run`], and can change the
+//!   job, short-circuit, or turn an error into a retry or a discard.
+//! - [`WorkerBuilder::state`] shares values by type; [`JobContext::state`] gives them back.
+//! - [`JobContext::push`] pushes follow-up jobs over the worker's own connections;
+//!   [`JobContext::batch_id`] names the job's batch.
+//! - [`ClientBuilder::middleware`] runs a [`ClientMiddleware`] on every pushed job;
+//!   [`ClientBuilder::job_defaults`] gives a jobtype its queue, retry and reservation.
+//!
+//! ## Testing handlers
+//!
+//! [`Worker::run_job`] runs a job through the middleware and its handler without a server and
+//! gives a [`JobRun`]: the outcome (ACK or FAIL) and the jobs it pushed.
+//! [`JobContext::for_test`] makes a context to call a handler function directly.
 //!
 //! ## How it runs
 //!
@@ -64,20 +90,28 @@ mod token;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder};
-pub use handler::{BoxError, JobContext};
+pub use client::{Client, ClientBuilder, ClientMiddleware};
+/// Why a [`JobContext::push`] did not succeed.
+pub use faktory_proto::worker::PushError;
+pub use handler::{
+    BlockingHandler, BoxError, Handler, HandlerResult, JobContext, Middleware, MissingState, Next,
+    shape,
+};
 pub use runtime::{Runtime, TerminationSignals, configure_tcp, termination_signals};
 pub use token::CancellationToken;
 pub use transport::AsyncStream;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{JobRun, Worker, WorkerBuilder};
 
 /// What every runtime shim re-exports besides its own type aliases (`faktory-tokio` and
 /// `faktory-async-std` say `pub use faktory_async::reexports::*;`), so the shims offer the same
 /// names without listing them twice.
 pub mod reexports {
-    pub use crate::{AsyncStream, BoxError, CancellationToken, JobContext, proto};
+    pub use crate::{
+        AsyncStream, BlockingHandler, BoxError, CancellationToken, ClientMiddleware, Handler,
+        HandlerResult, JobContext, JobRun, Middleware, MissingState, Next, proto, shape,
+    };
     #[cfg(feature = "tls")]
     pub use crate::{TlsConfig, rustls};
     pub use faktory_proto::prelude::*;

@@ -8,6 +8,7 @@ mod driver;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +16,16 @@ use std::time::{Duration, Instant};
 use faktory_proto::api::{Error, WorkerSettings};
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
-use faktory_proto::worker::{self as engine, Queues, StopReport, WorkerConfig};
+use faktory_proto::worker::{self as engine, Outcome, Queues, StopReport, WorkerConfig};
+use futures_channel::mpsc;
 
-use crate::handler::{AsyncHandler, BlockingHandler, BoxError, Handler, JobContext};
+use crate::handler::{
+    AsyncDispatch, BlockingHandler, BlockingShape, BoxError, Chain, DynMiddleware, Handler,
+    JobContext, Middleware, PushCall, Pusher, Registered, StateMap, WorkerShared, finish_job,
+    start_job,
+};
 use crate::runtime::Runtime;
+use crate::token::CancellationToken;
 use crate::transport::{Dialer, TlsSettings};
 
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -47,7 +54,9 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 #[must_use]
 pub struct WorkerBuilder<R: Runtime> {
     settings: WorkerSettings,
-    handlers: HashMap<String, Arc<dyn Handler<R>>>,
+    handlers: HashMap<String, Registered>,
+    layers: Vec<Box<dyn DynMiddleware>>,
+    state: StateMap,
     shutdown: Option<ShutdownSignal>,
     handle_signals: bool,
     runtime: R,
@@ -59,6 +68,7 @@ impl<R: Runtime> std::fmt::Debug for WorkerBuilder<R> {
         f.debug_struct("WorkerBuilder")
             .field("settings", &self.settings)
             .field("jobtypes", &self.handlers.keys().collect::<Vec<_>>())
+            .field("middleware", &self.layers.len())
             .field("runtime", &self.runtime)
             .finish_non_exhaustive()
     }
@@ -87,6 +97,8 @@ impl<R: Runtime> WorkerBuilder<R> {
         WorkerBuilder {
             settings,
             handlers: HashMap::new(),
+            layers: Vec::new(),
+            state: StateMap::default(),
             shutdown: None,
             handle_signals: true,
             runtime,
@@ -101,48 +113,106 @@ impl<R: Runtime> WorkerBuilder<R> {
         self
     }
 
-    /// Registers an async handler for `jobtype`. Its error becomes a FAIL with the error's type
-    /// name, message and source chain; a panic becomes a FAIL with errtype `panic`.
+    /// Registers an async handler for `jobtype`: a closure of one of the [`Handler`] shapes, taking
+    /// the [`Job`] or its args deserialized (a tuple, a struct, a map), with or without the
+    /// [`JobContext`]. Its error becomes a FAIL with the error's type name, message and source
+    /// chain; a panic becomes a FAIL with errtype `panic`. A second handler for the same jobtype
+    /// replaces the first.
+    ///
+    /// ```no_run
+    /// use faktory_async::{BoxError, Job, JobContext, Runtime, Worker};
+    ///
+    /// fn worker<R: Runtime + Default>() -> faktory_async::WorkerBuilder<R> {
+    ///     Worker::<R>::builder()
+    ///         // Typed args: the error type is `HandlerError`, `?` works on any error.
+    ///         .register("Mail", |(to, n): (String, u32)| async move {
+    ///             let addr: std::net::Ipv4Addr = "10.0.0.1".parse()?;
+    ///             println!("mail {n} to {to} via {addr}");
+    ///             Ok(())
+    ///         })
+    ///         .register("Resize", |(file,): (String,), ctx: JobContext| async move {
+    ///             println!("{file} ({})", ctx.jid());
+    ///             Ok(())
+    ///         })
+    ///         // The whole job, any error type.
+    ///         .register("Raw", |job: Job| async move {
+    ///             println!("{:?}", job.args);
+    ///             Ok::<(), BoxError>(())
+    ///         })
+    /// }
+    /// ```
     ///
     /// The handler's future is first polled on the worker's own task (a handler that completes
     /// without waiting costs no task of its own); once it waits, it continues as a task of its own
     /// on the runtime. Do not compute for long before the first `.await` that waits: use
     /// [`WorkerBuilder::register_blocking`] for CPU-bound or blocking work.
-    pub fn register<F, Fut, E>(self, jobtype: impl Into<String>, handler: F) -> Self
-    where
-        F: Fn(Job) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
-    {
-        self.register_with_context(jobtype, move |job, _ctx| handler(job))
-    }
-
-    /// Registers an async handler that also gets a [`JobContext`] (jid, custom fields, and a
-    /// cancellation token that fires when the worker gives up on the job).
-    pub fn register_with_context<F, Fut, E>(
+    pub fn register<M: 'static, H: Handler<M>>(
         mut self,
         jobtype: impl Into<String>,
-        handler: F,
-    ) -> Self
+        handler: H,
+    ) -> Self {
+        let dispatch = AsyncDispatch(handler, PhantomData::<fn() -> M>);
+        self.handlers
+            .insert(jobtype.into(), Registered::Async(Arc::new(dispatch)));
+        self
+    }
+
+    /// [`WorkerBuilder::register`] for a handler that takes the job and its [`JobContext`] (the
+    /// closure's argument types need no annotation here).
+    pub fn register_with_context<F, Fut, E>(self, jobtype: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Job, JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
+        self.register(jobtype, handler)
+    }
+
+    /// Registers a blocking handler for `jobtype` (the shapes of [`WorkerBuilder::register`],
+    /// returning the result itself: see [`BlockingHandler`]), run on the runtime's blocking
+    /// threads ([`Runtime::spawn_blocking`]).
+    pub fn register_blocking<M: 'static, H: BlockingHandler<M>>(
+        mut self,
+        jobtype: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        let shape = BlockingShape(handler, PhantomData::<fn() -> M>);
         self.handlers
-            .insert(jobtype.into(), Arc::new(AsyncHandler(handler)));
+            .insert(jobtype.into(), Registered::Blocking(Arc::new(shape)));
         self
     }
 
-    /// Registers a blocking handler for `jobtype`, run on the runtime's blocking threads
-    /// ([`Runtime::spawn_blocking`]).
-    pub fn register_blocking<F, E>(mut self, jobtype: impl Into<String>, handler: F) -> Self
-    where
-        F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
-        E: Into<BoxError> + 'static,
-    {
-        self.handlers
-            .insert(jobtype.into(), Arc::new(BlockingHandler(Arc::new(handler))));
+    /// Adds a [`Middleware`] around every job's handler. The first added is the outermost: it runs
+    /// first and sees the result last.
+    pub fn middleware(mut self, layer: impl Middleware) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Shares `value` with every handler and middleware: [`JobContext::state`] gives it back by
+    /// its type (`ctx.state::<T>()`). Any number of types; a second value of the same type
+    /// replaces the first. Share a pool or a client as it is (they are usually cheap handles),
+    /// anything else is kept once, behind an `Arc`.
+    ///
+    /// ```no_run
+    /// use faktory_async::{JobContext, Runtime, Worker};
+    ///
+    /// struct Config {
+    ///     greeting: String,
+    /// }
+    ///
+    /// fn worker<R: Runtime + Default>() -> faktory_async::WorkerBuilder<R> {
+    ///     Worker::<R>::builder()
+    ///         .state(Config { greeting: "hello".into() })
+    ///         .register("Greet", |(name,): (String,), ctx: JobContext| async move {
+    ///             let config = ctx.state::<Config>()?;
+    ///             println!("{} {name}", config.greeting);
+    ///             Ok(())
+    ///         })
+    /// }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
         self
     }
 
@@ -270,9 +340,23 @@ impl<R: Runtime> WorkerBuilder<R> {
             &self.tls,
             self.settings.connect_timeout,
         );
+        let handlers = self
+            .handlers
+            .into_iter()
+            .map(|(jobtype, h)| (jobtype, h.bind(&self.runtime)))
+            .collect();
+        let (push_tx, pushes) = mpsc::unbounded();
         Ok(Worker {
             engine,
-            handlers: self.handlers,
+            chain: Arc::new(Chain {
+                layers: self.layers,
+                handlers,
+            }),
+            shared: Arc::new(WorkerShared {
+                state: self.state,
+                pusher: Pusher::Worker(push_tx),
+            }),
+            pushes,
             dialer,
             shutdown: self.shutdown,
             handle_signals: self.handle_signals,
@@ -293,7 +377,9 @@ fn hostname() -> Option<String> {
 /// told to stop.
 pub struct Worker<R: Runtime> {
     engine: engine::Worker,
-    handlers: HashMap<String, Arc<dyn Handler<R>>>,
+    chain: Arc<Chain>,
+    shared: Arc<WorkerShared>,
+    pushes: mpsc::UnboundedReceiver<PushCall>,
     dialer: Arc<Dialer<R>>,
     shutdown: Option<ShutdownSignal>,
     handle_signals: bool,
@@ -331,5 +417,68 @@ impl<R: Runtime> Worker<R> {
     /// finished jobs, the shutdown signal); each job runs as its own task on the runtime.
     pub async fn run(self) -> StopReport {
         driver::run(self).await
+    }
+
+    /// Runs `job` through the middleware and its handler as the worker would, without a server:
+    /// for tests. The context has the worker's state and records what the job pushes; the
+    /// returned [`JobRun`] has the outcome (ACK or FAIL) and those jobs. Blocking handlers run on
+    /// the runtime's blocking threads, as in the worker.
+    ///
+    /// ```
+    /// use faktory_async::{HandlerError, Job, JobContext, Next, Outcome, Runtime, Worker};
+    ///
+    /// async fn check<R: Runtime + Default>() {
+    ///     let worker = Worker::<R>::builder()
+    ///         .state(2u32)
+    ///         .middleware(|job: Job, ctx: JobContext, next: Next| async move {
+    ///             // Here: what every job goes through (it is only passed on).
+    ///             next.run(job, ctx).await
+    ///         })
+    ///         .register("Double", |(n,): (u32,), ctx: JobContext| async move {
+    ///             let factor = ctx.state::<u32>()?;
+    ///             ctx.push(Job::with_args("Print", (n * factor,))?).await?;
+    ///             Ok(())
+    ///         })
+    ///         .register("Fail", |(n,): (u32,)| async move { Err(HandlerError::msg(format!("no {n}"))) })
+    ///         .build()
+    ///         .unwrap();
+    ///
+    ///     let run = worker.run_job(Job::with_args("Double", (21,)).unwrap()).await;
+    ///     assert_eq!(run.outcome, Outcome::Ok);
+    ///     assert_eq!(run.pushed[0].args, [serde_json::json!(42)]);
+    ///
+    ///     let run = worker.run_job(Job::with_args("Fail", (7,)).unwrap()).await;
+    ///     assert!(matches!(run.outcome, Outcome::Failed { ref message, .. } if message == "no 7"));
+    /// }
+    /// ```
+    pub fn run_job(&self, job: Job) -> impl Future<Output = JobRun> + Send + 'static {
+        let shared = Arc::new(WorkerShared::recorder(self.shared.state.clone()));
+        let ctx = JobContext::new(&job, CancellationToken::new(), shared);
+        let chain = Arc::clone(&self.chain);
+        async move {
+            let outcome = finish_job(start_job(&chain, job, ctx.clone())).await;
+            JobRun {
+                outcome,
+                pushed: ctx.pushed(),
+            }
+        }
+    }
+}
+
+/// What [`Worker::run_job`] did: the outcome the worker would report (ACK for [`Outcome::Ok`],
+/// FAIL otherwise) and the jobs pushed through [`JobContext::push`] (recorded, not sent).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JobRun {
+    /// ACK ([`Outcome::Ok`]) or FAIL, with errtype, message and backtrace.
+    pub outcome: Outcome,
+    /// The jobs the handler (or a middleware) pushed.
+    pub pushed: Vec<Job>,
+}
+
+impl JobRun {
+    /// Whether the job would be ACKed.
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
     }
 }

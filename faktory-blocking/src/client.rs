@@ -10,12 +10,13 @@
 //! connection. Reconnects, backoff, deadlines and unknown outcomes are the session's decisions. See
 //! `driver.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use faktory_proto::Timestamp;
 use faktory_proto::api::{CallResult, ClientSettings};
 use faktory_proto::client::ConnectionError;
 use faktory_proto::command::{
@@ -24,7 +25,7 @@ use faktory_proto::command::{
 };
 use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
-use faktory_proto::job::Job;
+use faktory_proto::job::{Job, JobDefaults};
 use faktory_proto::request::{self, PushBulkPlan, Request};
 use faktory_proto::session::{Session, SessionConfig};
 
@@ -65,6 +66,76 @@ struct Shared {
     /// How long a caller waits for its reply at most, whatever the I/O thread is doing (it may be
     /// blocked reading a user-supplied stream that has no timeouts).
     backstop: Duration,
+    push: PushPrep,
+}
+
+/// What happens to every job before it is pushed.
+#[derive(Clone, Default)]
+struct PushPrep {
+    layers: Vec<Arc<dyn ClientMiddleware>>,
+    defaults: HashMap<String, JobDefaults>,
+}
+
+impl PushPrep {
+    /// The jobtype's defaults, the middleware in order, then the times relative to the push
+    /// resolved against now.
+    fn prepare(&self, job: &mut Job) -> Result<(), Error> {
+        if let Some(defaults) = self.defaults.get(&job.jobtype) {
+            job.apply_defaults(defaults);
+        }
+        for layer in &self.layers {
+            layer.before_push(job)?;
+        }
+        // Reading the clock formats a timestamp: only for a job that needs it.
+        if job.run_after.is_some() || job.expires_after.is_some() {
+            job.resolve_relative(Timestamp::now());
+        }
+        Ok(())
+    }
+}
+
+/// A client middleware: runs on every job before it is pushed ([`Client::push`],
+/// [`Client::push_bulk`], [`Client::push_in_batch`]), in the order added with
+/// [`ClientBuilder::middleware`]. It can change the job (add custom fields, set a queue) or refuse
+/// it by returning an error: the job is not sent, `push` returns the error, `push_bulk` reports it
+/// for that job's jid.
+///
+/// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
+///
+/// ```no_run
+/// # fn demo() -> Result<(), faktory_blocking::Error> {
+/// use faktory_blocking::{Client, Error, Job};
+///
+/// let request_id = "req-42";
+/// let client = Client::builder()
+///     // Every job carries the request that caused it.
+///     .middleware(move |job: &mut Job| {
+///         job.custom
+///             .get_or_insert_with(Default::default)
+///             .insert("request_id".into(), request_id.into());
+///         Ok(())
+///     })
+///     // Refuse jobs without a queue of their own.
+///     .middleware(|job: &mut Job| match job.queue {
+///         Some(_) => Ok(()),
+///         None => Err(Error::Usage("jobs must name their queue")),
+///     })
+///     .connect()?;
+/// client.push(Job::builder("Mail").queue("mail").build()?)?;
+/// # Ok(()) }
+/// ```
+pub trait ClientMiddleware: Send + Sync + 'static {
+    /// Looks at `job` before it is pushed, and may change it; an error refuses it.
+    fn before_push(&self, job: &mut Job) -> Result<(), Error>;
+}
+
+impl<F> ClientMiddleware for F
+where
+    F: Fn(&mut Job) -> Result<(), Error> + Send + Sync + 'static,
+{
+    fn before_push(&self, job: &mut Job) -> Result<(), Error> {
+        self(job)
+    }
 }
 
 impl Drop for Shared {
@@ -85,12 +156,23 @@ impl std::fmt::Debug for Client {
 }
 
 /// Configures and connects a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder {
     settings: ClientSettings,
     #[cfg(feature = "tls")]
     tls: crate::TlsConfig,
+    push: PushPrep,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("settings", &self.settings)
+            .field("middleware", &self.push.layers.len())
+            .field("job_defaults", &self.push.defaults)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -106,7 +188,35 @@ impl ClientBuilder {
             settings: ClientSettings::default(),
             #[cfg(feature = "tls")]
             tls: crate::TlsConfig::default(),
+            push: PushPrep::default(),
         }
+    }
+
+    /// Adds a [`ClientMiddleware`]: it runs on every job before it is pushed, after those added
+    /// before it.
+    pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
+        self.push.layers.push(Arc::new(layer));
+        self
+    }
+
+    /// What the jobs of `jobtype` get when they leave it unset: queue, retry, reservation,
+    /// backtrace lines ([`JobDefaults`]). Applied at push, before the middleware; a second call for
+    /// the same jobtype replaces the first.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), faktory_blocking::Error> {
+    /// use faktory_blocking::proto::job::JobDefaults;
+    ///
+    /// let client = faktory_blocking::Client::builder()
+    ///     .job_defaults("SendEmail", JobDefaults::new().queue("mail").retry(5).reserve_for(300))
+    ///     .connect()?;
+    /// // Lands on `mail`, with retry 5 and a 5-minute reservation.
+    /// client.push(faktory_blocking::Job::with_args("SendEmail", ("ada@example.com",))?)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn job_defaults(mut self, jobtype: impl Into<String>, defaults: JobDefaults) -> Self {
+        self.push.defaults.insert(jobtype.into(), defaults);
+        self
     }
 
     /// The server, as `tcp://[:password@]host:port` or `tcp+tls://…`.
@@ -232,6 +342,7 @@ impl ClientBuilder {
                     .connect_timeout
                     .saturating_add(self.settings.request_timeout.saturating_mul(2))
                     .saturating_add(Duration::from_secs(1)),
+                push: self.push,
             }),
         };
         // Connect eagerly, so a wrong URL or password is noticed here. On failure the client is
@@ -292,19 +403,46 @@ impl Client {
         R::parse(self.wait(&rx)?)
     }
 
-    /// Pushes one job. The job is validated first (jid, jobtype, queue name, `reserve_for`, `at`).
-    pub fn push(&self, job: Job) -> Result<(), Error> {
-        self.call(request::Push(job))
+    /// Pushes one job and returns its jid. The [`ClientMiddleware`] runs first (and may refuse
+    /// it); then the job is validated (jid, jobtype, queue name, `reserve_for`, `at`).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), faktory_blocking::Error> {
+    /// use faktory_blocking::{Client, Job};
+    ///
+    /// let client = Client::connect()?;
+    /// let jid = client.push(Job::with_args("SendEmail", ("ada@example.com",))?)?;
+    /// println!("pushed {jid}");
+    /// # Ok(()) }
+    /// ```
+    pub fn push(&self, job: Job) -> Result<String, Error> {
+        let mut job = job;
+        self.shared.push.prepare(&mut job)?;
+        let jid = job.jid.clone();
+        self.call(request::Push(job))?;
+        Ok(jid)
     }
 
     /// Pushes many jobs with PUSHB, at most 1,000 per command, all pipelined. Returns jid → error for
-    /// the jobs that were refused (empty when all were pushed); jobs that fail local validation are
-    /// reported there too and not sent.
+    /// the jobs that were refused (empty when all were pushed); jobs that a [`ClientMiddleware`]
+    /// refused or that fail local validation are reported there too and not sent.
     pub fn push_bulk(
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
+        let mut refused = BTreeMap::new();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|mut job| match self.shared.push.prepare(&mut job) {
+                Ok(()) => Some(job),
+                Err(e) => {
+                    refused.insert(job.jid, e.to_string());
+                    None
+                }
+            })
+            .collect();
         let mut plan = PushBulkPlan::new(jobs);
+        plan.refused.append(&mut refused);
         let receivers: Vec<_> = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|c| self.submit(c))
@@ -385,10 +523,10 @@ impl Client {
         self.call(request::BatchStatus(bid.to_owned()))
     }
 
-    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`).
-    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<(), Error> {
+    /// Pushes `job` as a member of batch `bid` (sets `custom.bid`) and returns its jid.
+    pub fn push_in_batch(&self, bid: &str, mut job: Job) -> Result<String, Error> {
         request::join_batch(&mut job, bid);
-        self.call(request::Push(job))
+        self.push(job)
     }
 
     /// A tracked job's progress (Enterprise; push with `custom.track = 1`).
@@ -450,4 +588,69 @@ impl Client {
 /// Queue names as the requests take them.
 fn names<S: AsRef<str>>(queues: &[S]) -> Vec<String> {
     queues.iter().map(|s| s.as_ref().to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_then_middleware_in_order_then_relative_times() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (first, second) = (Arc::clone(&seen), Arc::clone(&seen));
+        let mut prep = PushPrep::default();
+        prep.defaults.insert(
+            "Mail".into(),
+            JobDefaults::new().queue("mail").retry(3).reserve_for(60),
+        );
+        let layers: [Arc<dyn ClientMiddleware>; 3] = [
+            Arc::new(move |job: &mut Job| {
+                // Sees the defaults already applied.
+                first.lock().unwrap().push(format!("first {}", job.queue()));
+                job.custom
+                    .get_or_insert_with(Default::default)
+                    .insert("request_id".into(), "r1".into());
+                Ok(())
+            }),
+            Arc::new(move |job: &mut Job| {
+                second
+                    .lock()
+                    .unwrap()
+                    .push(format!("second {:?}", job.custom_value("request_id")));
+                Ok(())
+            }),
+            Arc::new(|job: &mut Job| match job.jobtype.as_str() {
+                "Forbidden" => Err(Error::Usage("refused")),
+                _ => Ok(()),
+            }),
+        ];
+        prep.layers.extend(layers);
+        let job = Job::builder("Mail")
+            .retry(9)
+            .after(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut job = job;
+        prep.prepare(&mut job).unwrap();
+        assert_eq!(job.queue(), "mail");
+        assert_eq!(
+            (job.retry, job.reserve_for),
+            (Some(9), Some(60)),
+            "the job's own retry wins"
+        );
+        assert!(job.at.is_some(), "`after` resolved into `at` at push");
+        assert_eq!(job.run_after, None);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["first mail", "second Some(String(\"r1\"))"]
+        );
+        let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
+        assert!(matches!(refused, Err(Error::Usage("refused"))));
+        let mut other = Job::builder("Other").build().unwrap();
+        prep.prepare(&mut other).unwrap();
+        assert_eq!((other.queue(), other.retry), ("default", None));
+    }
 }

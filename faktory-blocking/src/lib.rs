@@ -15,6 +15,48 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Handlers, middleware, state, tests
+//!
+//! The API of the async crates, as blocking calls: [`WorkerBuilder::register`] takes any
+//! [`Handler`] shape (the [`Job`] or its args deserialized, with or without the [`JobContext`];
+//! typed handlers return [`HandlerError`]); [`WorkerBuilder::middleware`] wraps every job in a
+//! [`Middleware`] (first added = outermost); [`WorkerBuilder::state`] shares values by type
+//! ([`JobContext::state`]); [`JobContext::push`] pushes follow-up jobs over the worker's own
+//! connections; [`ClientBuilder::middleware`] and [`ClientBuilder::job_defaults`] shape every
+//! pushed job. [`Worker::run_job`] runs a job through the middleware and its handler without a
+//! server:
+//!
+//! ```
+//! use faktory_blocking::{HandlerError, Job, JobContext, Next, Outcome, Worker};
+//!
+//! let worker = Worker::builder()
+//!     .state(10u32)
+//!     .middleware(|job: Job, ctx: JobContext, next: Next| {
+//!         if job.custom_value("skip").is_some() {
+//!             return Ok(()); // ACKed without running
+//!         }
+//!         next.run(job, ctx)
+//!     })
+//!     .register("Add", |(a,): (u32,), ctx: JobContext| {
+//!         let b = ctx.state::<u32>()?;
+//!         ctx.push(Job::with_args("Print", (a + b,))?)?;
+//!         Ok(())
+//!     })
+//!     .register("Check", |(n,): (u32,)| {
+//!         if n == 0 {
+//!             return Err(HandlerError::msg("zero").with_errtype("Zero"));
+//!         }
+//!         Ok(())
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let run = worker.run_job(Job::with_args("Add", (32,)).unwrap());
+//! assert_eq!(run.outcome, Outcome::Ok);
+//! assert_eq!(run.pushed[0].args, [serde_json::json!(42)]);
+//! let run = worker.run_job(Job::with_args("Check", (0,)).unwrap());
+//! assert!(matches!(run.outcome, Outcome::Failed { ref errtype, .. } if errtype == "Zero"));
+//! ```
+//!
 //! ## Threads
 //!
 //! - A [`Client`] has one I/O thread that drives its `faktory_proto::session::Session` (reconnects,
@@ -49,14 +91,19 @@ mod shutdown;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ClientMiddleware};
 pub use error::Error;
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
-pub use handler::{BoxError, CancellationToken, JobContext};
+/// Why a [`JobContext::push`] did not succeed.
+pub use faktory_proto::worker::PushError;
+pub use handler::{
+    BoxError, CancellationToken, Handler, HandlerResult, JobContext, Middleware, MissingState,
+    Next, shape,
+};
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{JobRun, Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;
 pub use faktory_proto::prelude::*;

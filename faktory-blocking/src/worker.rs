@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -28,12 +29,14 @@ use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::worker::{
-    self as engine, ConnId, Event, JobToken, Outcome, Queues, StopReport, WorkerConfig,
+    self as engine, ConnId, Event, JobToken, Outcome, PushError, PushId, Queues, StopReport,
+    WorkerConfig,
 };
 
 use crate::error::Error;
 use crate::handler::{
-    BoxError, CancellationToken, Handler, JobContext, erase, lock, run_to_outcome,
+    BoxError, CancellationToken, Chain, Handler, JobContext, Middleware, PushCall, Pusher, Shaped,
+    StateMap, WorkerShared, lock, run_to_outcome,
 };
 use crate::shutdown::ShutdownHandle;
 use crate::transport::{ReadEvent, Target, Writer};
@@ -62,7 +65,9 @@ use crate::transport::{ReadEvent, Target, Writer};
 #[must_use]
 pub struct WorkerBuilder {
     settings: WorkerSettings,
-    handlers: HashMap<String, Arc<Handler>>,
+    handlers: HashMap<String, Box<dyn crate::handler::Dispatch>>,
+    layers: Vec<Box<dyn Middleware>>,
+    state: StateMap,
     shutdown: Option<ShutdownHandle>,
     handle_signals: bool,
     #[cfg(feature = "tls")]
@@ -74,7 +79,8 @@ impl std::fmt::Debug for WorkerBuilder {
         f.debug_struct("WorkerBuilder")
             .field("settings", &self.settings)
             .field("jobtypes", &self.handlers.keys().collect::<Vec<_>>())
-            .finish()
+            .field("middleware", &self.layers.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,6 +184,8 @@ impl WorkerBuilder {
         WorkerBuilder {
             settings,
             handlers: HashMap::new(),
+            layers: Vec::new(),
+            state: StateMap::default(),
             shutdown: None,
             handle_signals: true,
             #[cfg(feature = "tls")]
@@ -185,36 +193,95 @@ impl WorkerBuilder {
         }
     }
 
-    /// Registers a handler for `jobtype`. It runs on one of the worker's threads; its error becomes
-    /// a FAIL with the error's type name, message and source chain; a panic becomes a FAIL with
-    /// errtype `panic`.
-    pub fn register<F, E>(self, jobtype: impl Into<String>, handler: F) -> Self
-    where
-        F: Fn(Job) -> Result<(), E> + Send + Sync + 'static,
-        E: Into<BoxError> + 'static,
-    {
-        self.register_with_context(jobtype, move |job, _ctx| handler(job))
-    }
-
-    /// Registers a handler that also gets a [`JobContext`] (jid, custom fields, and a cancellation
-    /// token that is set when the worker gives up on the job).
-    pub fn register_with_context<F, E>(mut self, jobtype: impl Into<String>, handler: F) -> Self
-    where
-        F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
-        E: Into<BoxError> + 'static,
-    {
-        self.handlers.insert(jobtype.into(), erase(handler));
+    /// Registers a handler for `jobtype`: a closure of one of the [`Handler`] shapes, taking the
+    /// [`Job`] or its args deserialized (a tuple, a struct, a map), with or without the
+    /// [`JobContext`]. It runs on one of the worker's threads; its error becomes a FAIL with the
+    /// error's type name, message and source chain; a panic becomes a FAIL with errtype `panic`. A
+    /// second handler for the same jobtype replaces the first.
+    ///
+    /// ```no_run
+    /// use faktory_blocking::{BoxError, Job, JobContext, Worker, WorkerBuilder};
+    ///
+    /// fn worker() -> WorkerBuilder {
+    ///     Worker::builder()
+    ///         // Typed args: the error type is `HandlerError`, `?` works on any error.
+    ///         .register("Mail", |(to, n): (String, u32)| {
+    ///             let addr: std::net::Ipv4Addr = "10.0.0.1".parse()?;
+    ///             println!("mail {n} to {to} via {addr}");
+    ///             Ok(())
+    ///         })
+    ///         .register("Resize", |(file,): (String,), ctx: JobContext| {
+    ///             println!("{file} ({})", ctx.jid());
+    ///             Ok(())
+    ///         })
+    ///         // The whole job, any error type.
+    ///         .register("Raw", |job: Job| {
+    ///             println!("{:?}", job.args);
+    ///             Ok::<(), BoxError>(())
+    ///         })
+    /// }
+    /// ```
+    pub fn register<M: 'static, H: Handler<M>>(
+        mut self,
+        jobtype: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        let shaped = Shaped(handler, PhantomData::<fn() -> M>);
+        self.handlers.insert(jobtype.into(), Box::new(shaped));
         self
     }
 
-    /// The same as [`WorkerBuilder::register_with_context`] (every handler is blocking here); the
-    /// name matches `faktory-tokio`'s, so code moves between the two unchanged.
-    pub fn register_blocking<F, E>(self, jobtype: impl Into<String>, handler: F) -> Self
+    /// [`WorkerBuilder::register`] for a handler that takes the job and its [`JobContext`] (the
+    /// closure's argument types need no annotation here).
+    pub fn register_with_context<F, E>(self, jobtype: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Job, JobContext) -> Result<(), E> + Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.register_with_context(jobtype, handler)
+        self.register(jobtype, handler)
+    }
+
+    /// The same as [`WorkerBuilder::register`] (every handler is blocking here); the name matches
+    /// `faktory-tokio`'s, so code moves between the two unchanged.
+    pub fn register_blocking<M: 'static, H: Handler<M>>(
+        self,
+        jobtype: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        self.register(jobtype, handler)
+    }
+
+    /// Adds a [`Middleware`] around every job's handler. The first added is the outermost: it runs
+    /// first and sees the result last.
+    pub fn middleware(mut self, layer: impl Middleware) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    /// Shares `value` with every handler and middleware: [`JobContext::state`] gives it back by
+    /// its type (`ctx.state::<T>()`). Any number of types; a second value of the same type
+    /// replaces the first.
+    ///
+    /// ```no_run
+    /// use faktory_blocking::{JobContext, Worker, WorkerBuilder};
+    ///
+    /// struct Config {
+    ///     greeting: String,
+    /// }
+    ///
+    /// fn worker() -> WorkerBuilder {
+    ///     Worker::builder()
+    ///         .state(Config { greeting: "hello".into() })
+    ///         .register("Greet", |(name,): (String,), ctx: JobContext| {
+    ///             let config = ctx.state::<Config>()?;
+    ///             println!("{} {name}", config.greeting);
+    ///             Ok(())
+    ///         })
+    /// }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
     }
 
     /// Stop the worker through this handle: [`ShutdownHandle::shutdown`] shuts down gracefully,
@@ -261,7 +328,12 @@ impl WorkerBuilder {
         };
         Ok(Worker {
             engine,
-            handlers: Arc::new(self.handlers),
+            chain: Arc::new(Chain {
+                layers: self.layers,
+                handlers: self.handlers,
+            }),
+            state: self.state,
+            pushes: HashMap::new(),
             target: Arc::new(target),
             shutdown: self.shutdown.unwrap_or_default(),
             handle_signals: self.handle_signals,
@@ -288,7 +360,10 @@ fn read_rss_kb() -> Option<u64> {
 /// A Faktory worker process.
 pub struct Worker {
     engine: engine::Worker,
-    handlers: Arc<HashMap<String, Arc<Handler>>>,
+    chain: Arc<Chain>,
+    state: StateMap,
+    /// Who waits for which push's answer ([`JobContext::push`]).
+    pushes: HashMap<PushId, Sender<Result<(), PushError>>>,
     target: Arc<Target>,
     shutdown: ShutdownHandle,
     handle_signals: bool,
@@ -305,6 +380,24 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// What [`Worker::run_job`] did: the outcome the worker would report (ACK for [`Outcome::Ok`],
+/// FAIL otherwise) and the jobs pushed through [`JobContext::push`] (recorded, not sent).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JobRun {
+    /// ACK ([`Outcome::Ok`]) or FAIL, with errtype, message and backtrace.
+    pub outcome: Outcome,
+    /// The jobs the handler (or a middleware) pushed.
+    pub pushed: Vec<Job>,
+}
+
+impl JobRun {
+    /// Whether the job would be ACKed.
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+}
+
 /// What the engine thread reacts to.
 pub(crate) enum Msg {
     Connected(ConnId, Result<Writer, ConnectFailure>),
@@ -312,7 +405,12 @@ pub(crate) enum Msg {
     Eof(ConnId),
     IoError(ConnId, io::Error),
     JobDone(JobToken, Outcome),
-    Shutdown { now: bool },
+    Shutdown {
+        now: bool,
+    },
+    /// A follow-up job from a handler ([`JobContext::push`]).
+    /// (Boxed: a `Job` is large, and every message on the channel is as large as the largest.)
+    Push(Box<PushCall>),
 }
 
 enum ConnState {
@@ -344,6 +442,45 @@ impl Worker {
         self.shutdown.clone()
     }
 
+    /// Runs `job` through the middleware and its handler as the worker would, on the calling
+    /// thread, without a server: for tests. The context has the worker's state and records what
+    /// the job pushes; the returned [`JobRun`] has the outcome (ACK or FAIL) and those jobs.
+    ///
+    /// ```
+    /// use faktory_blocking::{HandlerError, Job, JobContext, Next, Outcome, Worker};
+    ///
+    /// let worker = Worker::builder()
+    ///     .state(2u32)
+    ///     .middleware(|job: Job, ctx: JobContext, next: Next| {
+    ///         // Here: what every job goes through (it is only passed on).
+    ///         next.run(job, ctx)
+    ///     })
+    ///     .register("Double", |(n,): (u32,), ctx: JobContext| {
+    ///         let factor = ctx.state::<u32>()?;
+    ///         ctx.push(Job::with_args("Print", (n * factor,))?)?;
+    ///         Ok(())
+    ///     })
+    ///     .register("Fail", |(n,): (u32,)| Err(HandlerError::msg(format!("no {n}"))))
+    ///     .build()
+    ///     .unwrap();
+    ///
+    /// let run = worker.run_job(Job::with_args("Double", (21,)).unwrap());
+    /// assert_eq!(run.outcome, Outcome::Ok);
+    /// assert_eq!(run.pushed[0].args, [serde_json::json!(42)]);
+    ///
+    /// let run = worker.run_job(Job::with_args("Fail", (7,)).unwrap());
+    /// assert!(matches!(run.outcome, Outcome::Failed { ref message, .. } if message == "no 7"));
+    /// ```
+    pub fn run_job(&self, job: Job) -> JobRun {
+        let shared = Arc::new(WorkerShared::recorder(self.state.clone()));
+        let ctx = JobContext::new(&job, CancellationToken::new(), shared);
+        let outcome = run_to_outcome(&self.chain, job, ctx.clone());
+        JobRun {
+            outcome,
+            pushed: ctx.pushed(),
+        }
+    }
+
     /// Runs on the calling thread until the shutdown handle fires, the server says terminate, or
     /// the server refuses the worker for good; returns why, with any outcome the server did not
     /// confirm. It never exits the process. A handler still running when it returns (one that
@@ -352,7 +489,11 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<Msg>();
         let mut conns: HashMap<ConnId, ConnState> = HashMap::new();
         let mut jobs: HashMap<JobToken, CancellationToken> = HashMap::new();
-        let mut pool = Pool::new(self.concurrency, tx.clone());
+        let mut pool = Pool::new(self.concurrency, tx.clone(), Arc::clone(&self.chain));
+        let shared = Arc::new(WorkerShared {
+            state: std::mem::take(&mut self.state),
+            pusher: Pusher::Worker(tx.clone()),
+        });
         let mut out: Vec<(ConnId, BytesMut)> = Vec::new();
         let mut next_rss = Instant::now();
         tracing::info!(wid = %self.engine.wid(), server = %self.target.authority(), "faktory worker starting");
@@ -424,13 +565,11 @@ impl Worker {
                     },
                     Event::RunJob { token, job } => {
                         let cancel = CancellationToken::new();
-                        let ctx = JobContext::new(&job, cancel.clone());
-                        let handler = self.handlers.get(&job.jobtype).cloned();
+                        let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&shared));
                         pool.run(Task {
                             token,
                             job: *job,
                             ctx,
-                            handler,
                         });
                         jobs.insert(token, cancel);
                     }
@@ -441,6 +580,11 @@ impl Worker {
                     }
                     Event::JobConfirmed { token, .. } => {
                         jobs.remove(&token);
+                    }
+                    Event::Pushed { id, result } => {
+                        if let Some(reply) = self.pushes.remove(&id) {
+                            let _ = reply.send(result);
+                        }
                     }
                     Event::Stopped(report) => {
                         for (_, c) in conns.drain() {
@@ -546,6 +690,11 @@ impl Worker {
                 tracing::info!("faktory worker shutting down now");
                 self.engine.shutdown_now(now);
             }
+            Msg::Push(call) => {
+                let (job, reply) = *call;
+                let id = self.engine.push(job, now);
+                self.pushes.insert(id, reply);
+            }
         }
     }
 }
@@ -603,7 +752,6 @@ struct Task {
     token: JobToken,
     job: Job,
     ctx: JobContext,
-    handler: Option<Arc<Handler>>,
 }
 
 /// At most `max` handler threads, started as needed, taking tasks from one channel.
@@ -611,18 +759,20 @@ struct Pool {
     tasks: Sender<Task>,
     queue: Arc<Mutex<Receiver<Task>>>,
     done: Sender<Msg>,
+    chain: Arc<Chain>,
     spawned: usize,
     busy: usize,
     max: usize,
 }
 
 impl Pool {
-    fn new(max: usize, done: Sender<Msg>) -> Self {
+    fn new(max: usize, done: Sender<Msg>, chain: Arc<Chain>) -> Self {
         let (tasks, queue) = mpsc::channel();
         Pool {
             tasks,
             queue: Arc::new(Mutex::new(queue)),
             done,
+            chain,
             spawned: 0,
             busy: 0,
             max,
@@ -633,9 +783,10 @@ impl Pool {
         if self.busy >= self.spawned && self.spawned < self.max {
             let queue = Arc::clone(&self.queue);
             let done = self.done.clone();
+            let chain = Arc::clone(&self.chain);
             let spawned = std::thread::Builder::new()
                 .name(format!("faktory-job-{}", self.spawned))
-                .spawn(move || handler_thread(&queue, &done));
+                .spawn(move || handler_thread(&queue, &done, &chain));
             match spawned {
                 Ok(_) => self.spawned += 1,
                 Err(e) if self.spawned == 0 => {
@@ -664,25 +815,16 @@ impl Pool {
     }
 }
 
-fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>) {
+fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>, chain: &Arc<Chain>) {
     loop {
         let task = lock(queue).recv();
-        let Ok(Task {
-            token,
-            job,
-            ctx,
-            handler,
-        }) = task
-        else {
+        let Ok(Task { token, job, ctx }) = task else {
             return;
         };
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
         let outcome = span.in_scope(|| {
             let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
-            let outcome = match handler {
-                Some(h) => run_to_outcome(&*h, job, ctx),
-                None => api::unknown_jobtype_outcome(&job.jobtype),
-            };
+            let outcome = run_to_outcome(chain, job, ctx);
             api::log_outcome(&jid, &jobtype, &outcome);
             outcome
         });

@@ -10,7 +10,7 @@
 //! worker's tasks are spawned on the current one.
 //!
 //! ```no_run
-//! use faktory_tokio::{BoxError, Client, Job, Worker};
+//! use faktory_tokio::{Client, Job, Worker};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), faktory_tokio::Error> {
@@ -19,10 +19,9 @@
 //!     client.push(Job::with_args("SendEmail", ("ada@example.com", 42))?).await?;
 //!
 //!     let worker = Worker::builder()
-//!         .register("SendEmail", |job: Job| async move {
-//!             let (to, n): (String, u32) = job.args_as()?;
+//!         .register("SendEmail", |(to, n): (String, u32)| async move {
 //!             println!("mail {n} to {to}");
-//!             Ok::<(), BoxError>(())
+//!             Ok(())
 //!         })
 //!         .build()?; // stops gracefully on SIGTERM or Ctrl-C
 //!     let report = worker.run().await;
@@ -32,6 +31,43 @@
 //!     }
 //!     Ok(())
 //! }
+//! ```
+//!
+//! Handlers take their args typed (a tuple, a struct) or the whole [`Job`], with or without the
+//! [`JobContext`]; middleware wraps every job; state is shared by type. Test them without a
+//! server with [`Worker::run_job`](faktory_async::Worker::run_job):
+//!
+//! ```
+//! use faktory_tokio::{HandlerError, Job, JobContext, Next, Outcome, Worker};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let worker = Worker::builder()
+//!     .state(10u32)
+//!     .middleware(|job: Job, ctx: JobContext, next: Next| async move {
+//!         if job.custom_value("skip").is_some() {
+//!             return Ok(()); // ACKed without running
+//!         }
+//!         next.run(job, ctx).await
+//!     })
+//!     .register("Add", |(a,): (u32,), ctx: JobContext| async move {
+//!         let b = ctx.state::<u32>()?;
+//!         ctx.push(Job::with_args("Print", (a + b,))?).await?;
+//!         Ok(())
+//!     })
+//!     .register("Check", |(n,): (u32,)| async move {
+//!         if n == 0 {
+//!             return Err(HandlerError::msg("zero").with_errtype("Zero"));
+//!         }
+//!         Ok(())
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let run = worker.run_job(Job::with_args("Add", (32,)).unwrap()).await;
+//! assert_eq!(run.outcome, Outcome::Ok);
+//! assert_eq!(run.pushed[0].args, [serde_json::json!(42)]);
+//! let run = worker.run_job(Job::with_args("Check", (0,)).unwrap()).await;
+//! assert!(matches!(run.outcome, Outcome::Failed { ref errtype, .. } if errtype == "Zero"));
+//! # });
 //! ```
 //!
 //! A client over a stream you opened yourself takes the futures-io traits; wrap a tokio stream
@@ -126,5 +162,10 @@ pub type Worker = faktory_async::Worker<Tokio>;
 pub type WorkerBuilder = faktory_async::WorkerBuilder<Tokio>;
 
 pub use faktory_async::reexports::*;
+
+/// The README's examples, compiled as doc tests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 /// Turns a tokio stream into the futures-io stream [`ClientBuilder::connect_with_stream`] takes.
 pub use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};

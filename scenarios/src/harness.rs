@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use faktory_proto::Job;
 use faktory_proto::api::Error;
+use faktory_proto::api::HandlerError;
 use faktory_proto::command::{Fail, MutateFilter, MutateOp, MutateTarget, WorkerState};
 use faktory_proto::info::{Info, QueueLatency};
-use faktory_proto::worker::StopReport;
+use faktory_proto::job::JobDefaults;
+use faktory_proto::worker::{Outcome, StopReport};
+use serde::{Deserialize, Serialize};
 
 use crate::support::LONG;
 
@@ -66,8 +69,8 @@ pub trait Harness: Sized + 'static {
 
 /// The adapter `Client`'s requests, as futures (the blocking harness makes the call when polled).
 pub trait ClientApi: Clone + Send + Sync + fmt::Debug + 'static {
-    /// `Client::push`.
-    fn push(&self, job: Job) -> impl Future<Output = Result<(), Error>> + Send;
+    /// `Client::push` (the jid).
+    fn push(&self, job: Job) -> impl Future<Output = Result<String, Error>> + Send;
     /// `Client::push_bulk`.
     fn push_bulk(
         &self,
@@ -114,6 +117,10 @@ pub trait WorkerApi: Send + 'static {
     /// `Worker::run` (the blocking harness calls it when the future is polled: spawn it with
     /// [`Harness::spawn`] to run it on a thread of its own).
     fn run(self) -> impl Future<Output = StopReport> + Send + 'static;
+
+    /// `Worker::run_job`: the job through the middleware and its handler, without a server; the
+    /// outcome and the jobs it pushed.
+    fn run_job(&self, job: Job) -> impl Future<Output = (Outcome, Vec<Job>)> + Send;
 }
 
 /// Stops a worker: `CancellationToken::cancel` or `ShutdownHandle::shutdown`.
@@ -141,6 +148,15 @@ pub trait JobCtx: Clone + Send + Sync + 'static {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    /// `JobContext::state::<Greeting>()`, its text.
+    fn greeting(&self) -> Option<String>;
+    /// `JobContext::batch_id`.
+    fn batch_id(&self) -> Option<String>;
+    /// `JobContext::push` (the blocking one makes the call when polled).
+    fn push(
+        &self,
+        job: Job,
+    ) -> impl Future<Output = Result<String, faktory_proto::worker::PushError>> + Send;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -172,6 +188,10 @@ pub struct ClientSpec {
     pub connect_timeout: Option<Duration>,
     /// `connect_with_stream` over a stream the harness opens to this address.
     pub stream: Option<(SocketAddr, UserStream)>,
+    /// `ClientBuilder::middleware`, in order.
+    pub middleware: Vec<ClientLayer>,
+    /// `ClientBuilder::job_defaults`.
+    pub job_defaults: Vec<(String, JobDefaults)>,
 }
 
 impl ClientSpec {
@@ -214,6 +234,49 @@ impl ClientSpec {
         self.request_timeout = Some(d);
         self
     }
+
+    /// With this client middleware (after those added before).
+    pub fn middleware(mut self, layer: ClientLayer) -> Self {
+        self.middleware.push(layer);
+        self
+    }
+
+    /// With these defaults for `jobtype`.
+    pub fn job_defaults(mut self, jobtype: &str, defaults: JobDefaults) -> Self {
+        self.job_defaults.push((jobtype.to_owned(), defaults));
+        self
+    }
+}
+
+/// What a client middleware does, as every harness registers it.
+#[derive(Clone, Debug)]
+pub enum ClientLayer {
+    /// Sets `custom[key] = value` on every job.
+    AddCustom(&'static str, &'static str),
+    /// Refuses the jobs of this jobtype (`Error::Usage`).
+    RefuseJobtype(&'static str),
+    /// Records "name:jobtype" for every job it sees.
+    Log(&'static str, Log),
+}
+
+impl ClientLayer {
+    /// Runs the layer on `job` (each harness's middleware closure calls this).
+    pub fn apply(&self, job: &mut Job) -> Result<(), Error> {
+        match self {
+            ClientLayer::AddCustom(key, value) => {
+                job.custom
+                    .get_or_insert_with(Default::default)
+                    .insert((*key).to_owned(), (*value).into());
+            }
+            ClientLayer::RefuseJobtype(jobtype) => {
+                if job.jobtype == *jobtype {
+                    return Err(Error::Usage("refused by a client middleware"));
+                }
+            }
+            ClientLayer::Log(name, log) => log.push(format!("{name}:{}", job.jobtype)),
+        }
+        Ok(())
+    }
 }
 
 /// How a worker is stopped.
@@ -251,6 +314,10 @@ pub struct WorkerSpec {
     pub shutdown: Shutdown,
     /// The handlers, by jobtype.
     pub handlers: Vec<(String, Handler)>,
+    /// `WorkerBuilder::middleware`, in order (the first is the outermost).
+    pub middleware: Vec<Layer>,
+    /// `WorkerBuilder::state(Greeting(..))`.
+    pub greeting: Option<String>,
 }
 
 impl WorkerSpec {
@@ -267,7 +334,21 @@ impl WorkerSpec {
             tls_root: None,
             shutdown: Shutdown::Signal,
             handlers: Vec::new(),
+            middleware: Vec::new(),
+            greeting: None,
         }
+    }
+
+    /// With this middleware (inside those added before).
+    pub fn middleware(mut self, layer: Layer) -> Self {
+        self.middleware.push(layer);
+        self
+    }
+
+    /// With `Greeting(text)` as state.
+    pub fn greeting(mut self, text: &str) -> Self {
+        self.greeting = Some(text.to_owned());
+        self
     }
 
     /// With this worker id.
@@ -327,7 +408,29 @@ pub enum Registration {
     /// `register(jobtype, ...)` with a handler whose error type is `std::io::Error`, failing with
     /// `io::Error::other("disk full")`. Its steps are not run.
     IoError,
+    /// `register(jobtype, |(text, n): (String, u64)| ...)`: typed args, no context; its steps see
+    /// `"{text} {n}"` as the job's description.
+    TypedTuple,
+    /// `register(jobtype, |s: Signup, ctx| ...)`: a struct as args, with the context; its steps
+    /// see `"{name} x{count}"`.
+    TypedStruct,
+    /// `register_blocking(jobtype, |(text, n): (String, u64), ctx| ...)`: typed args on a blocking
+    /// thread, with the context.
+    TypedTupleBlocking,
 }
+
+/// The struct the [`Registration::TypedStruct`] handlers take as args.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signup {
+    /// A name.
+    pub name: String,
+    /// A number.
+    pub count: u64,
+}
+
+/// The state type scenarios give workers ([`WorkerSpec::greeting`]).
+#[derive(Clone, Debug)]
+pub struct Greeting(pub String);
 
 /// What a handler does, as steps each harness runs natively: `.await`ing the runtime's timer and
 /// the context's token in async handlers, sleeping and waiting in blocking ones. It returns
@@ -395,6 +498,22 @@ pub enum Step {
     Panic(&'static str),
     /// Returns `Err(Outer(Inner))`: errtype `Outer`, a message, and a source chain.
     Fail,
+    /// Records the job's description: its args as JSON (a typed handler: its decoded args).
+    Record(Log),
+    /// Records the worker's `Greeting` state (or `"none"`). Needs a context.
+    RecordState(Log),
+    /// Records the job's batch id (or `"none"`). Needs a context.
+    RecordBatch(Log),
+    /// Pushes a job of this jobtype on this queue through the context, and records its jid.
+    /// Needs a context.
+    PushFollowUp {
+        /// The follow-up's jobtype.
+        jobtype: &'static str,
+        /// Its queue.
+        queue: String,
+        /// Where its jid goes.
+        log: Log,
+    },
 }
 
 /// Runs `steps` in an async handler of harness `H`.
@@ -404,8 +523,29 @@ pub async fn run_steps_async<H: Harness, C: JobCtx>(
     ctx: Option<&C>,
     stop: &impl Stop,
 ) -> Result<(), Outer> {
+    let desc = describe(job);
+    typed_steps_async::<H, C>(steps, job, &desc, ctx, stop).await
+}
+
+/// Runs `steps` in an async handler that sees the job as `desc` (a typed handler's args).
+pub async fn typed_steps_async<H: Harness, C: JobCtx>(
+    steps: &[Step],
+    job: &Job,
+    desc: &str,
+    ctx: Option<&C>,
+    stop: &impl Stop,
+) -> Result<(), Outer> {
     for step in steps {
         match step {
+            Step::PushFollowUp {
+                jobtype,
+                queue,
+                log,
+            } => {
+                let follow = Job::builder(*jobtype).queue(queue).build().unwrap();
+                let jid = needs_context(ctx).push(follow).await.expect("ctx.push");
+                log.push(jid);
+            }
             Step::Sleep(d) => H::sleep(*d).await,
             Step::AwaitCancellation => {
                 let ctx = needs_context(ctx);
@@ -418,7 +558,7 @@ pub async fn run_steps_async<H: Harness, C: JobCtx>(
                     H::sleep(Duration::from_millis(5)).await;
                 }
             }
-            other => other.run_common(job, ctx, stop)?,
+            other => other.run_common(job, desc, ctx, stop)?,
         }
     }
     Ok(())
@@ -431,8 +571,29 @@ pub fn run_steps_blocking<C: JobCtx>(
     ctx: Option<&C>,
     stop: &impl Stop,
 ) -> Result<(), Outer> {
+    typed_steps_blocking(steps, job, &describe(job), ctx, stop)
+}
+
+/// Runs `steps` in a blocking handler that sees the job as `desc` (a typed handler's args).
+pub fn typed_steps_blocking<C: JobCtx>(
+    steps: &[Step],
+    job: &Job,
+    desc: &str,
+    ctx: Option<&C>,
+    stop: &impl Stop,
+) -> Result<(), Outer> {
     for step in steps {
         match step {
+            Step::PushFollowUp {
+                jobtype,
+                queue,
+                log,
+            } => {
+                let follow = Job::builder(*jobtype).queue(queue).build().unwrap();
+                let jid = futures_lite::future::block_on(needs_context(ctx).push(follow))
+                    .expect("ctx.push");
+                log.push(jid);
+            }
             Step::Sleep(d) => std::thread::sleep(*d),
             Step::AwaitCancellation => {
                 let ctx = needs_context(ctx);
@@ -445,10 +606,28 @@ pub fn run_steps_blocking<C: JobCtx>(
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            other => other.run_common(job, ctx, stop)?,
+            other => other.run_common(job, desc, ctx, stop)?,
         }
     }
     Ok(())
+}
+
+/// A job as [`Step::Record`] records it: its args as JSON.
+pub fn describe(job: &Job) -> String {
+    serde_json::to_string(&job.args).unwrap()
+}
+
+/// What a typed handler uses as its job in the steps (they need a jid and a jobtype): the
+/// context's, or made up without one.
+pub fn placeholder_job<C: JobCtx>(ctx: Option<&C>) -> Job {
+    match ctx {
+        Some(ctx) => {
+            let mut job = Job::new(ctx.jobtype(), vec![]);
+            ctx.jid().clone_into(&mut job.jid);
+            job
+        }
+        None => Job::new("typed", vec![]),
+    }
 }
 
 fn needs_context<C>(ctx: Option<&C>) -> &C {
@@ -460,10 +639,26 @@ impl Step {
     fn run_common<C: JobCtx>(
         &self,
         job: &Job,
+        desc: &str,
         ctx: Option<&C>,
         stop: &impl Stop,
     ) -> Result<(), Outer> {
         match self {
+            Step::Record(log) => log.push(desc.to_owned()),
+            Step::RecordState(log) => {
+                log.push(
+                    needs_context(ctx)
+                        .greeting()
+                        .unwrap_or_else(|| "none".into()),
+                );
+            }
+            Step::RecordBatch(log) => {
+                log.push(
+                    needs_context(ctx)
+                        .batch_id()
+                        .unwrap_or_else(|| "none".into()),
+                );
+            }
             Step::Fire(latch) => latch.fire(),
             Step::CheckContext => {
                 let ctx = needs_context(ctx);
@@ -478,7 +673,10 @@ impl Step {
             }
             Step::Panic(message) => std::panic::panic_any(*message),
             Step::Fail => return Err(Outer(Inner)),
-            Step::Sleep(_) | Step::AwaitCancellation | Step::HoldUntil(_) => {
+            Step::Sleep(_)
+            | Step::AwaitCancellation
+            | Step::HoldUntil(_)
+            | Step::PushFollowUp { .. } => {
                 unreachable!("waiting steps are run by each harness")
             }
         }
@@ -515,7 +713,102 @@ impl std::error::Error for Outer {
 impl std::error::Error for Inner {}
 
 // -------------------------------------------------------------------------------------------------
+// worker middleware
+
+/// What a worker middleware does, as every harness registers it (an async closure on the async
+/// runtimes, a plain one on blocking): [`Layer::before`] runs before `next`, [`Layer::after`] on
+/// its result.
+#[derive(Clone, Debug)]
+pub enum Layer {
+    /// Records `"{name} in"` and `"{name} out ok|err"`.
+    Log(&'static str, Log),
+    /// Appends this string to the job's args before the handler sees them.
+    AppendArg(&'static str),
+    /// Jobs with custom field `skip` are ACKed without running (`next` is not called).
+    SkipIfMarked,
+    /// Jobs with custom field `reject` are FAILed with errtype `Rejected` (retried) without
+    /// running.
+    RejectIfMarked,
+    /// Errors of jobs with custom field `discard` become `Ok` (ACKed, logged).
+    DiscardIfMarked,
+}
+
+impl Layer {
+    /// Before `next`: `Some(result)` short-circuits.
+    pub fn before(&self, job: &mut Job) -> Option<Result<(), HandlerError>> {
+        match self {
+            Layer::Log(name, log) => log.push(format!("{name} in")),
+            Layer::AppendArg(arg) => job.args.push((*arg).into()),
+            Layer::SkipIfMarked if job.custom_value("skip").is_some() => return Some(Ok(())),
+            Layer::RejectIfMarked if job.custom_value("reject").is_some() => {
+                return Some(Err(
+                    HandlerError::msg("rejected by a middleware").with_errtype("Rejected")
+                ));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// After `next`, on its result; `marked_discard` is whether the job had custom field
+    /// `discard` (read before `next` took the job).
+    pub fn after(
+        &self,
+        result: Result<(), HandlerError>,
+        marked_discard: bool,
+    ) -> Result<(), HandlerError> {
+        match self {
+            Layer::Log(name, log) => {
+                log.push(format!(
+                    "{name} out {}",
+                    if result.is_ok() { "ok" } else { "err" }
+                ));
+                result
+            }
+            Layer::DiscardIfMarked if marked_discard => {
+                if let Err(e) = &result {
+                    println!("discarding a failed job: {e}");
+                }
+                Ok(())
+            }
+            _ => result,
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
 // small shared state
+
+/// Strings recorded by handlers and middleware, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `s`.
+    pub fn push(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+
+    /// What was recorded.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// A flag that fires once and stays fired; scenarios poll it with `eventually`.
 #[derive(Clone, Debug, Default)]

@@ -45,9 +45,10 @@ mod scenarios;
 pub mod support;
 
 pub use harness::{
-    BoxFuture, ClientApi, ClientSpec, Counter, Handler, Harness, Inner, JobCtx, Latch, Outer,
-    Registration, Shutdown, Step, Stop, Tally, Task, UserStream, WorkerApi, WorkerSpec,
-    run_steps_async, run_steps_blocking,
+    BoxFuture, ClientApi, ClientLayer, ClientSpec, Counter, Greeting, Handler, Harness, Inner,
+    JobCtx, Latch, Layer, Log, Outer, Registration, Shutdown, Signup, Step, Stop, Tally, Task,
+    UserStream, WorkerApi, WorkerSpec, describe, placeholder_job, run_steps_async,
+    run_steps_blocking, typed_steps_async, typed_steps_blocking,
 };
 pub use rt::blocking::Blocking;
 pub use rt::futures_io::{AsyncStd, AsyncStdExecutor, Executor, FuturesIo, Smol, SmolExecutor};
@@ -108,6 +109,16 @@ macro_rules! scenarios {
             // worker processes
             sigterm_stops_a_busy_worker_process_gracefully,
             a_refused_worker_is_not_clean_and_its_process_exits_non_zero,
+            // middleware, typed handlers, state, follow-up pushes, job options
+            worker_middleware_order_modify_short_circuit_retry_discard,
+            client_middleware_and_job_defaults_shape_the_pushed_job,
+            typed_handlers_get_tuple_and_struct_args,
+            handlers_see_shared_state_and_their_batch,
+            ctx_push_sends_a_follow_up_job_that_lands_and_runs,
+            push_returns_the_jid,
+            relative_scheduling_lands_in_the_scheduled_set,
+            enterprise_options_are_in_the_pushed_json,
+            run_job_tests_a_handler_without_a_server,
         );
     };
     (@expand [tests $harness:ty] $($name:ident),* $(,)?) => {

@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 
 use faktory_proto::api;
 use faktory_proto::job::Job;
-use faktory_proto::worker::{self as engine, ConnId, Event, JobToken, Outcome, StopReport};
-use futures_channel::mpsc;
+use faktory_proto::worker::{
+    self as engine, ConnId, Event, JobToken, Outcome, PushError, PushId, StopReport,
+};
+use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use tracing::Instrument;
 
 use super::{ShutdownSignal, Worker};
-use crate::handler::{Handler, JobContext, run_to_outcome};
+use crate::handler::{Chain, JobContext, PushCall, WorkerShared, finish_job, start_job};
 use crate::runtime::{self, Runtime, TerminationSignals, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
@@ -50,7 +52,9 @@ const RSS_EVERY: Duration = Duration::from_secs(5);
 pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
     let Worker {
         engine,
-        handlers,
+        chain,
+        shared,
+        pushes,
         dialer,
         shutdown,
         handle_signals,
@@ -66,7 +70,10 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
     let mut driver = Driver {
         rt: runtime,
         engine,
-        handlers,
+        chain,
+        shared,
+        pushes,
+        pending_pushes: HashMap::new(),
         dialer,
         conns: Vec::new(),
         closing: Vec::new(),
@@ -98,7 +105,14 @@ type Done = (JobToken, Outcome);
 struct Driver<R: Runtime> {
     rt: R,
     engine: engine::Worker,
-    handlers: HashMap<String, Arc<dyn Handler<R>>>,
+    /// The middleware and the handlers.
+    chain: Arc<Chain>,
+    /// What every job's context shares (state, the push channel).
+    shared: Arc<WorkerShared>,
+    /// Jobs pushed by handlers ([`JobContext::push`]).
+    pushes: mpsc::UnboundedReceiver<PushCall>,
+    /// Who waits for which push's answer.
+    pending_pushes: HashMap<PushId, oneshot::Sender<Result<(), PushError>>>,
     dialer: Arc<Dialer<R>>,
     /// Open or opening connections (a handful: a linear scan beats hashing).
     conns: Vec<Conn>,
@@ -186,6 +200,13 @@ impl<R: Runtime> Driver<R> {
                 Poll::Ready(None) => self.signals = None,
                 Poll::Pending => break,
             }
+        }
+        // Follow-up jobs from handlers (`JobContext::push`): the engine sends them on its own
+        // connections and answers with `Event::Pushed`.
+        while let Poll::Ready(Some((job, reply))) = Pin::new(&mut self.pushes).poll_next(cx) {
+            let id = self.engine.push(job, now);
+            self.pending_pushes.insert(id, reply);
+            progress = true;
         }
         while let Poll::Ready(Some((token, outcome))) = Pin::new(&mut self.done_rx).poll_next(cx) {
             self.running.remove(&token);
@@ -287,6 +308,11 @@ impl<R: Runtime> Driver<R> {
                     cancel.cancel();
                 }
             }
+            Event::Pushed { id, result } => {
+                if let Some(reply) = self.pending_pushes.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
             Event::Stopped(report) => {
                 // Every connection got its CloseConnection already; what runs still is abandoned.
                 for conn in self.conns.drain(..) {
@@ -309,15 +335,16 @@ impl<R: Runtime> Driver<R> {
     /// continues as its own task, and its outcome comes back on the channel.
     fn start_job(&mut self, token: JobToken, job: Job, cx: &mut Context<'_>) {
         let cancel = CancellationToken::new();
-        let ctx = JobContext::new(&job, cancel.clone());
+        let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&self.shared));
         self.running.insert(token, cancel);
-        let handler = self.handlers.get(&job.jobtype).cloned();
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        let rt = self.rt.clone();
+        let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
+        // The handler's future is created here (in the job's span), so the future boxed below
+        // holds only that future and what the log needs, not the job.
+        let started = span.in_scope(|| start_job(&self.chain, job, ctx));
         let mut job = Box::pin(
             async move {
-                let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
-                let outcome = run_to_outcome(handler, &rt, job, ctx).await;
+                let outcome = finish_job(started).await;
                 api::log_outcome(&jid, &jobtype, &outcome);
                 outcome
             }

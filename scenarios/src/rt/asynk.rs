@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use faktory_async::{CancellationToken, Job, JobContext, Runtime};
+use faktory_async::{CancellationToken, Job, JobContext, Next, Runtime};
 use faktory_proto::api::Error;
-use faktory_proto::worker::StopReport;
+use faktory_proto::worker::{Outcome, StopReport};
 
 use crate::harness::{
-    ClientSpec, Harness, JobCtx, Registration, Shutdown, Step, Stop, WorkerApi, WorkerSpec,
-    run_steps_async, run_steps_blocking,
+    ClientSpec, Greeting, Harness, JobCtx, Registration, Shutdown, Signup, Step, Stop, WorkerApi,
+    WorkerSpec, placeholder_job, run_steps_async, run_steps_blocking, typed_steps_async,
+    typed_steps_blocking,
 };
 
 crate::rt::client_api!(generic [R: Runtime] faktory_async::Client<R>; .await);
@@ -19,6 +20,14 @@ crate::rt::client_api!(generic [R: Runtime] faktory_async::Client<R>; .await);
 impl<R: Runtime> WorkerApi for faktory_async::Worker<R> {
     fn run(self) -> impl std::future::Future<Output = StopReport> + Send + 'static {
         faktory_async::Worker::run(self)
+    }
+
+    fn run_job(&self, job: Job) -> impl std::future::Future<Output = (Outcome, Vec<Job>)> + Send {
+        let run = faktory_async::Worker::run_job(self, job);
+        async move {
+            let run = run.await;
+            (run.outcome, run.pushed)
+        }
     }
 }
 
@@ -47,6 +56,22 @@ impl JobCtx for JobContext {
 
     fn cancelled(&self) -> impl std::future::Future<Output = ()> + Send {
         self.cancellation().cancelled()
+    }
+
+    fn greeting(&self) -> Option<String> {
+        self.state::<Greeting>().ok().map(|g| g.0.clone())
+    }
+
+    fn batch_id(&self) -> Option<String> {
+        JobContext::batch_id(self).map(str::to_owned)
+    }
+
+    fn push(
+        &self,
+        job: Job,
+    ) -> impl std::future::Future<Output = Result<String, faktory_proto::worker::PushError>> + Send
+    {
+        JobContext::push(self, job)
     }
 }
 
@@ -77,6 +102,12 @@ pub(crate) fn client_builder<R: Runtime>(
     }
     if let Some(cert) = &spec.tls_root {
         builder = builder.tls(root_store(cert.clone()));
+    }
+    for layer in spec.middleware.clone() {
+        builder = builder.middleware(move |job: &mut Job| layer.apply(job));
+    }
+    for (jobtype, defaults) in spec.job_defaults.clone() {
+        builder = builder.job_defaults(jobtype, defaults);
     }
     Ok(builder)
 }
@@ -130,7 +161,55 @@ pub(crate) fn worker<H: Harness, R: Runtime>(
             Registration::IoError => builder.register(jobtype, |_job: Job| async move {
                 Err::<(), std::io::Error>(std::io::Error::other("disk full"))
             }),
+            Registration::TypedTuple => {
+                builder.register(jobtype, move |(text, n): (String, u64)| {
+                    let (steps, stop) = (Arc::clone(&steps), stop.clone());
+                    async move {
+                        let job = placeholder_job::<JobContext>(None);
+                        let desc = format!("{text} {n}");
+                        typed_steps_async::<H, JobContext>(&steps, &job, &desc, None, &stop)
+                            .await?;
+                        Ok(())
+                    }
+                })
+            }
+            Registration::TypedStruct => {
+                builder.register(jobtype, move |s: Signup, ctx: JobContext| {
+                    let (steps, stop) = (Arc::clone(&steps), stop.clone());
+                    async move {
+                        let job = placeholder_job(Some(&ctx));
+                        let desc = format!("{} x{}", s.name, s.count);
+                        typed_steps_async::<H, _>(&steps, &job, &desc, Some(&ctx), &stop).await?;
+                        Ok(())
+                    }
+                })
+            }
+            Registration::TypedTupleBlocking => builder.register_blocking(
+                jobtype,
+                move |(text, n): (String, u64), ctx: JobContext| {
+                    let job = placeholder_job(Some(&ctx));
+                    let desc = format!("{text} {n}");
+                    typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
+                    Ok(())
+                },
+            ),
         };
+    }
+    for layer in spec.middleware {
+        builder = builder.middleware(move |mut job: Job, ctx: JobContext, next: Next| {
+            let layer = layer.clone();
+            async move {
+                if let Some(result) = layer.before(&mut job) {
+                    return result;
+                }
+                let discard = job.custom_value("discard").is_some();
+                let result = next.run(job, ctx).await;
+                layer.after(result, discard)
+            }
+        });
+    }
+    if let Some(text) = spec.greeting {
+        builder = builder.state(Greeting(text));
     }
     // The async APIs have no worker-owned handle: the token is the signal too.
     if spec.shutdown != Shutdown::ServerOnly {

@@ -8,13 +8,14 @@ use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use faktory_blocking::{Client, Job, JobContext, ShutdownHandle, Worker};
+use faktory_blocking::{Client, Job, JobContext, Next, ShutdownHandle, Worker};
 use faktory_proto::api::Error;
+use faktory_proto::worker::Outcome;
 use futures_lite::future;
 
 use crate::harness::{
-    ClientSpec, Harness, JobCtx, Registration, Shutdown, Step, Stop, Task, UserStream, WorkerApi,
-    WorkerSpec, run_steps_blocking,
+    ClientSpec, Greeting, Harness, JobCtx, Registration, Shutdown, Signup, Step, Stop, Task,
+    UserStream, WorkerApi, WorkerSpec, placeholder_job, run_steps_blocking, typed_steps_blocking,
 };
 
 crate::rt::client_api!(faktory_blocking::Client;);
@@ -22,6 +23,11 @@ crate::rt::client_api!(faktory_blocking::Client;);
 impl WorkerApi for Worker {
     async fn run(self) -> faktory_proto::worker::StopReport {
         Worker::run(self)
+    }
+
+    async fn run_job(&self, job: Job) -> (Outcome, Vec<Job>) {
+        let run = Worker::run_job(self, job);
+        (run.outcome, run.pushed)
     }
 }
 
@@ -69,6 +75,18 @@ impl JobCtx for JobContext {
 
     fn wait_cancelled(&self) {
         self.cancellation().wait();
+    }
+
+    fn greeting(&self) -> Option<String> {
+        self.state::<Greeting>().ok().map(|g| g.0.clone())
+    }
+
+    fn batch_id(&self) -> Option<String> {
+        JobContext::batch_id(self).map(str::to_owned)
+    }
+
+    async fn push(&self, job: Job) -> Result<String, faktory_proto::worker::PushError> {
+        JobContext::push(self, job)
     }
 }
 
@@ -127,6 +145,12 @@ impl Harness for Blocking {
         if let Some(cert) = spec.tls_root {
             builder = builder.tls(root_store(cert));
         }
+        for layer in spec.middleware {
+            builder = builder.middleware(move |job: &mut Job| layer.apply(job));
+        }
+        for (jobtype, defaults) in spec.job_defaults {
+            builder = builder.job_defaults(jobtype, defaults);
+        }
         match spec.stream {
             None => builder.connect(),
             Some((addr, UserStream::Tcp)) => {
@@ -178,7 +202,45 @@ impl Harness for Blocking {
                 Registration::IoError => builder.register(jobtype, |_job: Job| {
                     Err::<(), std::io::Error>(std::io::Error::other("disk full"))
                 }),
+                Registration::TypedTuple => {
+                    builder.register(jobtype, move |(text, n): (String, u64)| {
+                        let job = placeholder_job::<JobContext>(None);
+                        let desc = format!("{text} {n}");
+                        typed_steps_blocking::<JobContext>(&steps, &job, &desc, None, &stop)?;
+                        Ok(())
+                    })
+                }
+                Registration::TypedStruct => {
+                    builder.register(jobtype, move |s: Signup, ctx: JobContext| {
+                        let job = placeholder_job(Some(&ctx));
+                        let desc = format!("{} x{}", s.name, s.count);
+                        typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
+                        Ok(())
+                    })
+                }
+                Registration::TypedTupleBlocking => builder.register_blocking(
+                    jobtype,
+                    move |(text, n): (String, u64), ctx: JobContext| {
+                        let job = placeholder_job(Some(&ctx));
+                        let desc = format!("{text} {n}");
+                        typed_steps_blocking(&steps, &job, &desc, Some(&ctx), &stop)?;
+                        Ok(())
+                    },
+                ),
             };
+        }
+        for layer in spec.middleware {
+            builder = builder.middleware(move |mut job: Job, ctx: JobContext, next: Next| {
+                if let Some(result) = layer.before(&mut job) {
+                    return result;
+                }
+                let discard = job.custom_value("discard").is_some();
+                let result = next.run(job, ctx);
+                layer.after(result, discard)
+            });
+        }
+        if let Some(text) = spec.greeting {
+            builder = builder.state(Greeting(text));
         }
         if spec.shutdown == Shutdown::Signal {
             builder = builder.shutdown_signal(ShutdownHandle::new());

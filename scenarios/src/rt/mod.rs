@@ -25,7 +25,7 @@ macro_rules! client_api {
             fn push(
                 &self,
                 job: ::faktory_proto::Job,
-            ) -> impl ::std::future::Future<Output = Result<(), ::faktory_proto::api::Error>> + Send {
+            ) -> impl ::std::future::Future<Output = Result<String, ::faktory_proto::api::Error>> + Send {
                 async move { <$client>::push(self, job) $($await)* }
             }
 

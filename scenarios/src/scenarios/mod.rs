@@ -3,11 +3,13 @@
 //! unreachable, which the `dead_code` and `unreachable_pub` lints report.
 
 mod client;
+mod features;
 mod handles;
 mod process;
 mod worker;
 
 pub use client::*;
+pub use features::*;
 pub use handles::*;
 pub use process::*;
 pub use worker::*;
