@@ -912,6 +912,11 @@ mod tests {
                     Ok(())
                 }
             })
+            .register("JobHandlerError", |job: Job| async move {
+                // The whole job, and `?` on any error with its exact errtype.
+                let _: Vec<Value> = job.args_as()?;
+                Ok::<(), HandlerError>(())
+            })
             .register("TypedJob", move |args: Vec<Value>| {
                 let seen = s5.clone();
                 async move {

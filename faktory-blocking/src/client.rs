@@ -118,7 +118,7 @@ impl PushPrep {
 ///     // Refuse jobs without a queue of their own.
 ///     .middleware(|job: &mut Job| match job.queue {
 ///         Some(_) => Ok(()),
-///         None => Err(Error::Usage("jobs must name their queue")),
+///         None => Err(Error::PushRefused("jobs must name their queue".into())),
 ///     })
 ///     .connect()?;
 /// client.push(Job::builder("Mail").queue("mail").build()?)?;
@@ -623,7 +623,7 @@ mod tests {
                 Ok(())
             }),
             Arc::new(|job: &mut Job| match job.jobtype.as_str() {
-                "Forbidden" => Err(Error::Usage("refused")),
+                "Forbidden" => Err(Error::PushRefused("forbidden jobtype".into())),
                 _ => Ok(()),
             }),
         ];
@@ -648,7 +648,7 @@ mod tests {
             ["first mail", "second Some(String(\"r1\"))"]
         );
         let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
-        assert!(matches!(refused, Err(Error::Usage("refused"))));
+        assert!(matches!(refused, Err(Error::PushRefused(ref r)) if r == "forbidden jobtype"));
         let mut other = Job::builder("Other").build().unwrap();
         prep.prepare(&mut other).unwrap();
         assert_eq!((other.queue(), other.retry), ("default", None));

@@ -388,8 +388,8 @@ mod sealed {
 /// With typed args the error type is fixed ([`HandlerError`]), so `Ok(())` needs no turbofish and
 /// `?` works on any error. Args that do not decode FAIL the job with errtype `JobError`. Annotate
 /// the closure's argument types (`|job: Job|`, `|(to, n): (String, u32)|`): the compiler picks
-/// the shape from them. (A handler that takes the whole `Job` and returns `HandlerError` matches
-/// two shapes: give it another error type, or take the args typed.)
+/// the shape from them. A handler that takes the whole `Job` may return `HandlerError` too (write
+/// `Ok::<(), HandlerError>(())`: with a `Job` the error type is not fixed).
 ///
 /// ```no_run
 /// use faktory_blocking::{BoxError, Job, JobContext, Worker, WorkerBuilder};

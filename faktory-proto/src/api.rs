@@ -75,6 +75,9 @@ pub enum Error {
     /// The client was closed with `close()`.
     #[error("client is closed")]
     Closed,
+    /// A client middleware refused to push the job (the message says why).
+    #[error("push refused: {0}")]
+    PushRefused(String),
 }
 
 impl From<ReplyError> for Error {

@@ -169,7 +169,10 @@ fn timer_thread(inner: &Inner) {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0
             }
-            None => inner.wake.wait(state).unwrap_or_else(PoisonError::into_inner),
+            None => inner
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
         };
     }
 }

@@ -253,7 +253,7 @@ impl ClientSpec {
 pub enum ClientLayer {
     /// Sets `custom[key] = value` on every job.
     AddCustom(&'static str, &'static str),
-    /// Refuses the jobs of this jobtype (`Error::Usage`).
+    /// Refuses the jobs of this jobtype (`Error::PushRefused`).
     RefuseJobtype(&'static str),
     /// Records "name:jobtype" for every job it sees.
     Log(&'static str, Log),
@@ -270,7 +270,7 @@ impl ClientLayer {
             }
             ClientLayer::RefuseJobtype(jobtype) => {
                 if job.jobtype == *jobtype {
-                    return Err(Error::Usage("refused by a client middleware"));
+                    return Err(Error::PushRefused(format!("{jobtype} is refused")));
                 }
             }
             ClientLayer::Log(name, log) => log.push(format!("{name}:{}", job.jobtype)),

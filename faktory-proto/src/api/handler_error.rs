@@ -75,6 +75,25 @@ where
 }
 
 impl HandlerError {
+    /// The error as a `Box<dyn Error + Send + Sync>` (for code that deals in boxed errors), still
+    /// downcastable to what it holds. When the errtype was changed with
+    /// [`HandlerError::with_errtype`] (or otherwise differs from what [`api::errtype`](errtype)
+    /// finds in the box), the box holds a wrapper with the same message and sources that keeps the
+    /// errtype: [`api::errtype`](errtype) on the box gives it back.
+    ///
+    /// A method and not a `From` impl: with one, a handler closure taking a `Job` and returning
+    /// `Result<(), HandlerError>` would fit two of the adapters' handler shapes.
+    pub fn into_boxed(self) -> BoxError {
+        if boxed_errtype(&*self.error) == self.errtype {
+            self.error
+        } else {
+            Box::new(WithErrtype {
+                errtype: self.errtype,
+                error: self.error,
+            })
+        }
+    }
+
     /// An error that is only a message (`HandlerError::msg(format!("no user {id}"))`), with
     /// errtype `StringError` ([`STRING_ERRTYPE`](super::STRING_ERRTYPE), what a boxed string
     /// gets as well). Name it with [`HandlerError::with_errtype`] when retries of this failure
@@ -178,30 +197,6 @@ impl fmt::Debug for HandlerError {
             .field("errtype", &self.errtype)
             .field("error", &self.error)
             .finish()
-    }
-}
-
-impl From<HandlerError> for BoxError {
-    /// The error it holds, so it can still be downcast. When the errtype was changed with
-    /// [`HandlerError::with_errtype`] (or otherwise differs from what [`api::errtype`](errtype)
-    /// finds in the box), the box holds a wrapper with the same message and sources that keeps the
-    /// errtype: [`api::errtype`](errtype) on the box gives it back.
-    fn from(e: HandlerError) -> Self {
-        if boxed_errtype(&*e.error) == e.errtype {
-            e.error
-        } else {
-            Box::new(WithErrtype {
-                errtype: e.errtype,
-                error: e.error,
-            })
-        }
-    }
-}
-
-impl From<HandlerError> for Box<dyn StdError + 'static> {
-    /// As the `Send + Sync` box.
-    fn from(e: HandlerError) -> Self {
-        BoxError::from(e)
     }
 }
 
@@ -343,7 +338,7 @@ mod tests {
     fn into_a_box_and_back_keeps_the_errtype() {
         // Unchanged errtype: the box is the original error, downcastable.
         let e = HandlerError::from(std::io::Error::other("disk full"));
-        let boxed: BoxError = e.into();
+        let boxed: BoxError = e.into_boxed();
         assert!(boxed.is::<std::io::Error>());
         assert_eq!(
             errtype(std::any::type_name::<BoxError>(), &*boxed),
@@ -352,7 +347,7 @@ mod tests {
         // A chosen errtype survives the box, and coming back from it.
         let e = HandlerError::from(SaveError(std::io::Error::other("disk full")))
             .with_errtype("StorageFull");
-        let boxed: BoxError = e.into();
+        let boxed: BoxError = e.into_boxed();
         assert_eq!(boxed.to_string(), "saving failed");
         assert_eq!(
             boxed.source().map(ToString::to_string).as_deref(),
@@ -373,7 +368,7 @@ mod tests {
             }
         );
         // A message stays a message.
-        let boxed: Box<dyn StdError> = HandlerError::msg("no user").into();
+        let boxed: Box<dyn StdError> = HandlerError::msg("no user").into_boxed();
         assert_eq!(boxed.to_string(), "no user");
         assert_eq!(
             errtype(std::any::type_name::<Box<dyn StdError>>(), &*boxed),

@@ -159,7 +159,7 @@ pub async fn client_middleware_and_job_defaults_shape_the_pushed_job<H: Harness>
         .push(Job::builder("Forbidden").queue(&queue).build().unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(refused, Error::Usage(_)), "{refused:?}");
+    assert!(matches!(refused, Error::PushRefused(_)), "{refused:?}");
     let bulk_refused = Job::builder("Forbidden").queue(&queue).build().unwrap();
     let bulk_ok = Job::builder("Tagged").queue(&queue).build().unwrap();
     let failed = c
