@@ -822,12 +822,8 @@ fn handler_thread(queue: &Mutex<Receiver<Task>>, done: &Sender<Msg>, chain: &Arc
             return;
         };
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        let outcome = span.in_scope(|| {
-            let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
-            let outcome = run_to_outcome(chain, job, ctx);
-            api::log_outcome(&jid, &jobtype, &outcome);
-            outcome
-        });
+        // The engine logs the outcome.
+        let outcome = span.in_scope(|| run_to_outcome(chain, job, ctx));
         if done.send(Msg::JobDone(token, outcome)).is_err() {
             return;
         }

@@ -420,29 +420,6 @@ fn short_type_name(full: &str) -> String {
     }
 }
 
-/// Logs how a job ended, the same way for every adapter: DEBUG on success; on failure WARN with
-/// the job's `jid`, `jobtype`, the `errtype` and the `error` message on the event itself (so they
-/// show at `RUST_LOG=warn`, where the job's span is not printed).
-pub fn log_outcome(jid: &str, jobtype: &str, outcome: &Outcome) {
-    match outcome {
-        Outcome::Ok => tracing::debug!(jid, jobtype, "faktory job succeeded"),
-        Outcome::Failed {
-            errtype, message, ..
-        } => {
-            tracing::warn!(jid, jobtype, errtype = %errtype, error = %message, "faktory job failed");
-        }
-        Outcome::Panicked { message } => tracing::warn!(
-            jid,
-            jobtype,
-            errtype = crate::worker::PANIC_ERRTYPE,
-            error = %message,
-            "faktory job panicked"
-        ),
-        #[allow(unreachable_patterns)]
-        _ => {}
-    }
-}
-
 /// The outcome of a handler that panicked with `payload`.
 pub fn panicked_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
     Outcome::Panicked {

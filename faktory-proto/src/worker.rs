@@ -514,6 +514,7 @@ struct Slot {
 #[derive(Debug)]
 struct RunningJob {
     jid: String,
+    jobtype: String,
     backtrace_lines: usize,
     /// The connection whose FETCH brought it.
     conn: ConnId,
@@ -582,6 +583,29 @@ pub struct Worker {
 
     transmits: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<Event>,
+}
+
+/// Logs how a job ended, here once for every adapter: DEBUG on success; on failure WARN with
+/// the job's `jid`, `jobtype`, the `errtype` and the `error` message on the event itself (so they
+/// show at `RUST_LOG=warn`, where the job's span is not printed).
+fn log_outcome(jid: &str, jobtype: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Ok => tracing::debug!(jid, jobtype, "faktory job succeeded"),
+        Outcome::Failed {
+            errtype, message, ..
+        } => {
+            tracing::warn!(jid, jobtype, errtype = %errtype, error = %message, "faktory job failed");
+        }
+        Outcome::Panicked { message } => tracing::warn!(
+            jid,
+            jobtype,
+            errtype = PANIC_ERRTYPE,
+            error = %message,
+            "faktory job panicked"
+        ),
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
 }
 
 /// Queues `bytes` for `conn`, appending to what is already queued for it (one buffer per
@@ -831,6 +855,7 @@ impl Worker {
         let Some(job) = self.running.remove(&token) else {
             return false;
         };
+        log_outcome(&job.jid, &job.jobtype, &outcome);
         let kind = match outcome {
             Outcome::Ok => OutcomeKind::Ack,
             Outcome::Failed {
@@ -1240,6 +1265,7 @@ impl Worker {
                 token,
                 RunningJob {
                     jid: job.jid.clone(),
+                    jobtype: job.jobtype.clone(),
                     backtrace_lines: job.backtrace_lines(),
                     conn,
                 },

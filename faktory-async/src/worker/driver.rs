@@ -338,18 +338,10 @@ impl<R: Runtime> Driver<R> {
         let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&self.shared));
         self.running.insert(token, cancel);
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        let (jid, jobtype) = (job.jid.clone(), job.jobtype.clone());
         // The handler's future is created here (in the job's span), so the future boxed below
-        // holds only that future and what the log needs, not the job.
+        // holds only that future, not the job. (The engine logs the outcome.)
         let started = span.in_scope(|| start_job(&self.chain, job, ctx));
-        let mut job = Box::pin(
-            async move {
-                let outcome = finish_job(started).await;
-                api::log_outcome(&jid, &jobtype, &outcome);
-                outcome
-            }
-            .instrument(span),
-        );
+        let mut job = Box::pin(async move { finish_job(started).await }.instrument(span));
         match job.as_mut().poll(cx) {
             Poll::Ready(outcome) => self.finished.push((token, outcome)),
             Poll::Pending => {
