@@ -1,6 +1,9 @@
-//! A worker on smol, with graceful shutdown when Enter is pressed (or stdin closes): running jobs
-//! get the grace period, then what still runs is FAILed (so it is retried soon) and the worker
-//! says goodbye to the server. Handlers and sockets run on smol's executor.
+//! A worker on smol, with graceful shutdown on SIGTERM or Ctrl-C (built in, with `async-signal`):
+//! running jobs get the grace period, then what still runs is FAILed (so it is retried soon) and the
+//! worker says goodbye to the server. A second signal stops waiting for running jobs. It exits
+//! non-zero when the stop was not clean (the server refused the worker, or outcomes were left
+//! unconfirmed). Handlers and sockets run on smol's executor (on async-std, leave `.runtime(..)`
+//! out: the default spawner runs them on async-std's executor).
 //!
 //! ```sh
 //! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-async-std --example async_std_worker
@@ -10,7 +13,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use faktory_async_std::{BoxError, Job, JobContext, Spawner, Worker};
+use faktory_async_std::{Job, JobContext, Spawner, Worker};
 use futures_lite::future;
 
 fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -22,38 +25,37 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     smol::block_on(async {
         let worker = Worker::builder()
             .runtime(Spawner::new(|task| smol::spawn(task).detach()))
-            .register("SendEmail", |job: Job| async move {
-                let (to, subject): (String, String) = job.args_as()?;
+            // Typed args: `Ok(())` needs no turbofish, `?` takes any error.
+            .register("SendEmail", |(to, subject): (String, String)| async move {
                 println!("sending {subject:?} to {to}");
-                Ok::<(), BoxError>(())
+                Ok(())
             })
-            .register_with_context("Resize", |job: Job, ctx: JobContext| async move {
-                let (file, width): (String, u32) = job.args_as()?;
-                let work = async {
-                    smol::Timer::after(Duration::from_millis(50)).await;
-                    println!("resized {file} to {width}px");
-                };
-                let give_up = async {
-                    ctx.cancellation().cancelled().await;
-                    println!("gave up on {file}");
-                };
-                future::or(work, give_up).await;
-                Ok::<(), BoxError>(())
-            })
-            .register_blocking("Checksum", |job: Job, _ctx: JobContext| {
+            .register(
+                "Resize",
+                |(file, width): (String, u32), ctx: JobContext| async move {
+                    let work = async {
+                        smol::Timer::after(Duration::from_millis(50)).await;
+                        println!("resized {file} to {width}px");
+                    };
+                    let give_up = async {
+                        ctx.cancellation().cancelled().await;
+                        println!("gave up on {file}");
+                    };
+                    future::or(work, give_up).await;
+                    Ok(())
+                },
+            )
+            // Blocking work runs on the blocking pool; the whole job, with any error type.
+            .register_blocking("Checksum", |job: Job| {
                 let (data,): (String,) = job.args_as()?;
                 println!("checksum of {} bytes", data.len());
-                Ok::<(), BoxError>(())
+                Ok::<(), faktory_async_std::BoxError>(())
             })
             .queues(["mail", "default"])
             .concurrency(10)
             .grace_period(Duration::from_secs(25))
-            .shutdown_signal(async {
-                // Reading stdin blocks: do it on the blocking pool.
-                let _ = smol::unblock(|| std::io::stdin().read_line(&mut String::new())).await;
-            })
             .build()?;
-        println!("worker {} running; press Enter to stop", worker.wid());
+        println!("worker {} running; Ctrl-C or SIGTERM to stop", worker.wid());
         let report = worker.run().await;
         println!(
             "stopped: {:?} (all outcomes confirmed: {})",

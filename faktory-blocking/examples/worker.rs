@@ -1,17 +1,10 @@
-//! A worker with graceful shutdown: running jobs get the grace period, then what still runs is
-//! FAILed (so it is retried soon) and the worker says goodbye to the server.
+//! A worker with graceful shutdown on SIGTERM or Ctrl-C (built in, with `signal-hook`): running
+//! jobs get the grace period, then what still runs is FAILed (so it is retried soon) and the worker
+//! says goodbye to the server. A second signal stops waiting for running jobs. It exits non-zero
+//! when the stop was not clean (the server refused the worker, or outcomes were left unconfirmed).
 //!
-//! This crate takes no signal-handling dependency, so the example stops on Enter (a line on stdin)
-//! or after `STOP_AFTER_SECS` seconds (default 60). For Ctrl-C, wire your signal handler to the
-//! worker's `ShutdownHandle`, e.g. with the `ctrlc` crate:
-//!
-//! ```ignore
-//! let stop = worker.shutdown_handle();
-//! ctrlc::set_handler(move || {
-//!     // First Ctrl-C: graceful; a second one: don't wait for running jobs.
-//!     if stop.is_shutdown() { stop.shutdown_now() } else { stop.shutdown() }
-//! })?;
-//! ```
+//! `STOP_AFTER_SECS` stops it after that many seconds (a stop of your own, through the worker's
+//! `ShutdownHandle`, which any thread may call).
 //!
 //! ```sh
 //! FAKTORY_URL=tcp://localhost:7419 cargo run -p faktory-blocking --example blocking_worker
@@ -21,7 +14,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use faktory_blocking::{BoxError, Job, JobContext, Worker};
+use faktory_blocking::{Job, JobContext, Worker};
 
 fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // What the crates log (RUST_LOG=faktory_proto=debug shows reconnects; errors by default).
@@ -30,47 +23,42 @@ fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let worker = Worker::builder()
-        .register("SendEmail", |job: Job| {
-            let (to, subject): (String, String) = job.args_as()?;
+        // Typed args: `Ok(())` needs no turbofish, `?` takes any error.
+        .register("SendEmail", |(to, subject): (String, String)| {
             println!("sending {subject:?} to {to}");
-            Ok::<(), BoxError>(())
+            Ok(())
         })
-        .register_with_context("Resize", |job: Job, ctx: JobContext| {
-            let (file, width): (String, u32) = job.args_as()?;
+        .register("Resize", |(file, width): (String, u32), ctx: JobContext| {
             // Work in steps and stop early once the worker gives up on the job.
             if ctx.cancellation().wait_timeout(Duration::from_millis(50)) {
                 println!("gave up on {file}");
             } else {
                 println!("resized {file} to {width}px");
             }
-            Ok::<(), BoxError>(())
+            Ok(())
+        })
+        // The whole job, for handlers that read custom fields or several arg shapes.
+        .register("Audit", |job: Job| {
+            println!("audit {} {:?}", job.jid, job.args);
+            Ok::<(), std::io::Error>(())
         })
         .queues(["mail", "default"])
         .concurrency(10)
         .grace_period(Duration::from_secs(25))
         .build()?;
 
-    let stop = worker.shutdown_handle();
-    let stop_after = std::env::var("STOP_AFTER_SECS")
+    if let Some(secs) = std::env::var("STOP_AFTER_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    std::thread::spawn(move || {
-        // Enter (or stdin closing) stops the worker; so does the timer below.
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        stop.shutdown();
-    });
-    let stop = worker.shutdown_handle();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(stop_after));
-        stop.shutdown();
-    });
+    {
+        let stop = worker.shutdown_handle();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(secs));
+            stop.shutdown();
+        });
+    }
 
-    println!(
-        "worker {} running; press Enter to stop (or wait {stop_after} s)",
-        worker.wid()
-    );
+    println!("worker {} running; Ctrl-C or SIGTERM to stop", worker.wid());
     let report = worker.run();
     println!(
         "stopped: {:?} (all outcomes confirmed: {})",

@@ -28,8 +28,9 @@ pub use handler_error::HandlerError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `FAKTORY_URL` / `FAKTORY_PROVIDER` or a URL given in code is invalid.
-    #[error("invalid Faktory URL: {0}")]
+    /// `FAKTORY_URL` / `FAKTORY_PROVIDER` or a URL given in code is invalid (the message names
+    /// the offending part and its value).
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// No usable connection to the server: the socket could not be opened
     /// ([`ConnectionError::Connect`]: resolving, TCP, TLS), the handshake failed (refused password,

@@ -109,6 +109,7 @@ macro_rules! scenarios {
             // worker processes
             sigterm_stops_a_busy_worker_process_gracefully,
             a_refused_worker_is_not_clean_and_its_process_exits_non_zero,
+            the_worker_example_exits_non_zero_when_refused,
             // middleware, typed handlers, state, follow-up pushes, job options
             worker_middleware_order_modify_short_circuit_retry_discard,
             client_middleware_and_job_defaults_shape_the_pushed_job,

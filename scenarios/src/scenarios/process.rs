@@ -37,6 +37,39 @@ fn spawn_worker<H: Harness>(url: &str, queue: &str, job_ms: u64, grace_ms: u64) 
         .expect("the scenario-worker binary runs (built with the package's tests)")
 }
 
+/// The package and name of the worker example a user of runtime `name` would run (smol and
+/// async-std share `faktory-async-std`'s, which runs on smol).
+fn worker_example(name: &str) -> (&'static str, &'static str) {
+    match name {
+        "tokio" => ("faktory-tokio", "worker"),
+        "blocking" => ("faktory-blocking", "blocking_worker"),
+        _ => ("faktory-async-std", "async_std_worker"),
+    }
+}
+
+/// The example's binary, built (or found up to date) with the cargo that runs the tests, with the
+/// workspace's features, so the test never runs a stale build.
+fn example_binary(package: &str, example: &str) -> std::path::PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let dir = worker_binary().with_file_name("examples");
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "-q",
+        "--all-features",
+        "-p",
+        package,
+        "--example",
+        example,
+    ]);
+    if dir.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building the {example} example failed");
+    dir.join(format!("{example}{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// Waits for the child's exit for at most `limit`; kills it (and returns `None`) after that.
 async fn exit_within<H: Harness>(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let end = Instant::now() + limit;
@@ -128,4 +161,26 @@ pub async fn a_refused_worker_is_not_clean_and_its_process_exits_non_zero<H: Har
     let out = stdout_of(&mut child);
     assert!(!status.success(), "{status:?} {out}");
     assert!(out.contains("clean=false reason=Fatal"), "{out}");
+}
+
+/// The worker example of the runtime's crate, refused by the server (a wrong password in
+/// `FAKTORY_URL`): it reports the fatal stop and exits non-zero, so a supervisor notices.
+pub async fn the_worker_example_exits_non_zero_when_refused<H: Harness>() {
+    let kit = Kit::start(TestServer::builder().password("s3cret")).await;
+    let (package, example) = worker_example(H::NAME);
+    let mut child = Command::new(example_binary(package, example))
+        .env("FAKTORY_URL", format!("tcp://:wrong@{}", kit.addr()))
+        .env_remove("FAKTORY_PROVIDER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the example runs");
+    let status = exit_within::<H>(&mut child, LONG)
+        .await
+        .expect("the refused example exits");
+    let out = stdout_of(&mut child);
+    assert!(!status.success(), "{status:?} {out}");
+    assert!(out.contains("stopped: Fatal"), "{out}");
+    assert!(out.contains("all outcomes confirmed: false"), "{out}");
 }
