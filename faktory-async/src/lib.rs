@@ -90,12 +90,13 @@ mod token;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder, ClientMiddleware};
+pub use client::{Client, ClientBuilder};
+pub use faktory_proto::api::ClientMiddleware;
+pub use faktory_proto::api::{JobMeta, MissingState};
 /// Why a [`JobContext::push`] did not succeed.
 pub use faktory_proto::worker::PushError;
 pub use handler::{
-    BlockingHandler, BoxError, Handler, HandlerResult, JobContext, Middleware, MissingState, Next,
-    shape,
+    BlockingHandler, BoxError, Handler, HandlerResult, JobContext, Middleware, Next, shape,
 };
 pub use runtime::{Runtime, TerminationSignals, configure_tcp, termination_signals};
 pub use token::CancellationToken;

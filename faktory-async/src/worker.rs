@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faktory_proto::api::{Error, WorkerSettings};
+use faktory_proto::api::{Error, StateMap, WorkerSettings};
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
 use faktory_proto::worker::{self as engine, Outcome, Queues, StopReport, WorkerConfig};
@@ -21,8 +21,7 @@ use futures_channel::mpsc;
 
 use crate::handler::{
     AsyncDispatch, BlockingHandler, BlockingShape, BoxError, Chain, DynMiddleware, Handler,
-    JobContext, Middleware, PushCall, Pusher, Registered, StateMap, WorkerShared, finish_job,
-    start_job,
+    JobContext, Middleware, PushCall, Pusher, Registered, WorkerShared, finish_job, start_job,
 };
 use crate::runtime::Runtime;
 use crate::token::CancellationToken;

@@ -10,14 +10,14 @@
 //! connection. Reconnects, backoff, deadlines and unknown outcomes are the session's decisions. See
 //! `driver.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use faktory_proto::Timestamp;
-use faktory_proto::api::{CallResult, ClientSettings};
+use faktory_proto::api::{CallResult, ClientMiddleware, ClientSettings, PushPrep};
 use faktory_proto::client::ConnectionError;
 use faktory_proto::command::{
     BatchNew, Beat, Command, Fail, MutateFilter, MutateOp, MutateTarget, Mutation, TrackSet,
@@ -69,75 +69,6 @@ struct Shared {
     push: PushPrep,
 }
 
-/// What happens to every job before it is pushed.
-#[derive(Clone, Default)]
-struct PushPrep {
-    layers: Vec<Arc<dyn ClientMiddleware>>,
-    defaults: HashMap<String, JobDefaults>,
-}
-
-impl PushPrep {
-    /// The jobtype's defaults, the middleware in order, then the times relative to the push
-    /// resolved against now.
-    fn prepare(&self, job: &mut Job) -> Result<(), Error> {
-        if let Some(defaults) = self.defaults.get(&job.jobtype) {
-            job.apply_defaults(defaults);
-        }
-        for layer in &self.layers {
-            layer.before_push(job)?;
-        }
-        // Reading the clock formats a timestamp: only for a job that needs it.
-        if job.run_after.is_some() || job.expires_after.is_some() {
-            job.resolve_relative(Timestamp::now());
-        }
-        Ok(())
-    }
-}
-
-/// A client middleware: runs on every job before it is pushed ([`Client::push`],
-/// [`Client::push_bulk`], [`Client::push_in_batch`]), in the order added with
-/// [`ClientBuilder::middleware`]. It can change the job (add custom fields, set a queue) or refuse
-/// it by returning an error: the job is not sent, `push` returns the error, `push_bulk` reports it
-/// for that job's jid.
-///
-/// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
-///
-/// ```no_run
-/// # fn demo() -> Result<(), faktory_blocking::Error> {
-/// use faktory_blocking::{Client, Error, Job};
-///
-/// let request_id = "req-42";
-/// let client = Client::builder()
-///     // Every job carries the request that caused it.
-///     .middleware(move |job: &mut Job| {
-///         job.custom
-///             .get_or_insert_with(Default::default)
-///             .insert("request_id".into(), request_id.into());
-///         Ok(())
-///     })
-///     // Refuse jobs without a queue of their own.
-///     .middleware(|job: &mut Job| match job.queue {
-///         Some(_) => Ok(()),
-///         None => Err(Error::PushRefused("jobs must name their queue".into())),
-///     })
-///     .connect()?;
-/// client.push(Job::builder("Mail").queue("mail").build()?)?;
-/// # Ok(()) }
-/// ```
-pub trait ClientMiddleware: Send + Sync + 'static {
-    /// Looks at `job` before it is pushed, and may change it; an error refuses it.
-    fn before_push(&self, job: &mut Job) -> Result<(), Error>;
-}
-
-impl<F> ClientMiddleware for F
-where
-    F: Fn(&mut Job) -> Result<(), Error> + Send + Sync + 'static,
-{
-    fn before_push(&self, job: &mut Job) -> Result<(), Error> {
-        self(job)
-    }
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         // Never blocks: the I/O thread says END and exits.
@@ -169,8 +100,7 @@ impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("settings", &self.settings)
-            .field("middleware", &self.push.layers.len())
-            .field("job_defaults", &self.push.defaults)
+            .field("push", &self.push)
             .finish_non_exhaustive()
     }
 }
@@ -194,8 +124,33 @@ impl ClientBuilder {
 
     /// Adds a [`ClientMiddleware`]: it runs on every job before it is pushed, after those added
     /// before it.
+    ///
+    /// A closure `Fn(&mut Job) -> Result<(), Error>` is one:
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), faktory_blocking::Error> {
+    /// use faktory_blocking::{Client, Error, Job};
+    ///
+    /// let request_id = "req-42";
+    /// let client = Client::builder()
+    ///     // Every job carries the request that caused it.
+    ///     .middleware(move |job: &mut Job| {
+    ///         job.custom
+    ///             .get_or_insert_with(Default::default)
+    ///             .insert("request_id".into(), request_id.into());
+    ///         Ok(())
+    ///     })
+    ///     // Refuse jobs without a queue of their own.
+    ///     .middleware(|job: &mut Job| match job.queue {
+    ///         Some(_) => Ok(()),
+    ///         None => Err(Error::PushRefused("jobs must name their queue".into())),
+    ///     })
+    ///     .connect()?;
+    /// client.push(Job::builder("Mail").queue("mail").build()?)?;
+    /// # Ok(()) }
+    /// ```
     pub fn middleware(mut self, layer: impl ClientMiddleware) -> Self {
-        self.push.layers.push(Arc::new(layer));
+        self.push.add_middleware(layer);
         self
     }
 
@@ -215,7 +170,7 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     pub fn job_defaults(mut self, jobtype: impl Into<String>, defaults: JobDefaults) -> Self {
-        self.push.defaults.insert(jobtype.into(), defaults);
+        self.push.set_job_defaults(jobtype, defaults);
         self
     }
 
@@ -417,7 +372,7 @@ impl Client {
     /// ```
     pub fn push(&self, job: Job) -> Result<String, Error> {
         let mut job = job;
-        self.shared.push.prepare(&mut job)?;
+        self.shared.push.prepare(&mut job, Timestamp::now)?;
         let jid = job.jid.clone();
         self.call(request::Push(job))?;
         Ok(jid)
@@ -433,13 +388,15 @@ impl Client {
         let mut refused = BTreeMap::new();
         let jobs: Vec<Job> = jobs
             .into_iter()
-            .filter_map(|mut job| match self.shared.push.prepare(&mut job) {
-                Ok(()) => Some(job),
-                Err(e) => {
-                    refused.insert(job.jid, e.to_string());
-                    None
-                }
-            })
+            .filter_map(
+                |mut job| match self.shared.push.prepare(&mut job, Timestamp::now) {
+                    Ok(()) => Some(job),
+                    Err(e) => {
+                        refused.insert(job.jid, e.to_string());
+                        None
+                    }
+                },
+            )
             .collect();
         let mut plan = PushBulkPlan::new(jobs);
         plan.refused.append(&mut refused);
@@ -588,69 +545,4 @@ impl Client {
 /// Queue names as the requests take them.
 fn names<S: AsRef<str>>(queues: &[S]) -> Vec<String> {
     queues.iter().map(|s| s.as_ref().to_owned()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn defaults_then_middleware_in_order_then_relative_times() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (first, second) = (Arc::clone(&seen), Arc::clone(&seen));
-        let mut prep = PushPrep::default();
-        prep.defaults.insert(
-            "Mail".into(),
-            JobDefaults::new().queue("mail").retry(3).reserve_for(60),
-        );
-        let layers: [Arc<dyn ClientMiddleware>; 3] = [
-            Arc::new(move |job: &mut Job| {
-                // Sees the defaults already applied.
-                first.lock().unwrap().push(format!("first {}", job.queue()));
-                job.custom
-                    .get_or_insert_with(Default::default)
-                    .insert("request_id".into(), "r1".into());
-                Ok(())
-            }),
-            Arc::new(move |job: &mut Job| {
-                second
-                    .lock()
-                    .unwrap()
-                    .push(format!("second {:?}", job.custom_value("request_id")));
-                Ok(())
-            }),
-            Arc::new(|job: &mut Job| match job.jobtype.as_str() {
-                "Forbidden" => Err(Error::PushRefused("forbidden jobtype".into())),
-                _ => Ok(()),
-            }),
-        ];
-        prep.layers.extend(layers);
-        let job = Job::builder("Mail")
-            .retry(9)
-            .after(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let mut job = job;
-        prep.prepare(&mut job).unwrap();
-        assert_eq!(job.queue(), "mail");
-        assert_eq!(
-            (job.retry, job.reserve_for),
-            (Some(9), Some(60)),
-            "the job's own retry wins"
-        );
-        assert!(job.at.is_some(), "`after` resolved into `at` at push");
-        assert_eq!(job.run_after, None);
-        assert_eq!(
-            *seen.lock().unwrap(),
-            ["first mail", "second Some(String(\"r1\"))"]
-        );
-        let refused = prep.prepare(&mut Job::builder("Forbidden").build().unwrap());
-        assert!(matches!(refused, Err(Error::PushRefused(ref r)) if r == "forbidden jobtype"));
-        let mut other = Job::builder("Other").build().unwrap();
-        prep.prepare(&mut other).unwrap();
-        assert_eq!((other.queue(), other.retry), ("default", None));
-    }
 }

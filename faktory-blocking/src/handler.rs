@@ -10,12 +10,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use faktory_proto::Timestamp;
-use faktory_proto::api::{self, HandlerError};
+use faktory_proto::api::{self, HandlerError, JobMeta, MissingState, StateMap};
 use faktory_proto::job::Job;
 use faktory_proto::request;
 use faktory_proto::worker::{Outcome, PANIC_ERRTYPE, PushError};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 /// The error type handlers may return: anything convertible to a boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -108,20 +107,6 @@ impl CancellationToken {
 // -------------------------------------------------------------------------------------------------
 // the context
 
-/// Values given to [`WorkerBuilder::state`](crate::WorkerBuilder::state), by type.
-#[derive(Clone, Default)]
-pub(crate) struct StateMap(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
-
-impl StateMap {
-    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
-    }
-
-    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0.get(&TypeId::of::<T>())?.downcast_ref::<T>()
-    }
-}
-
 /// A follow-up job for the engine thread, and where its answer goes.
 pub(crate) type PushCall = (Job, Sender<Result<(), PushError>>);
 
@@ -150,23 +135,6 @@ impl WorkerShared {
     }
 }
 
-/// A state type the worker was not given ([`JobContext::state`]). As a handler error, the job is
-/// FAILed with errtype `MissingState` (and retried, so a deploy that adds the state fixes it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingState(&'static str);
-
-impl std::fmt::Display for MissingState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "no state of type {} was given to WorkerBuilder::state",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for MissingState {}
-
 /// What a handler and a middleware can see besides the job: its jid, jobtype, custom fields and
 /// batch, the worker's shared state ([`JobContext::state`]), a way to push follow-up jobs over the
 /// worker's own connections ([`JobContext::push`]), and a cancellation token that is set when the
@@ -189,9 +157,7 @@ impl std::error::Error for MissingState {}
 /// ```
 #[derive(Clone)]
 pub struct JobContext {
-    jid: String,
-    jobtype: String,
-    custom: Option<Map<String, Value>>,
+    meta: JobMeta,
     cancel: CancellationToken,
     shared: Arc<WorkerShared>,
 }
@@ -199,11 +165,18 @@ pub struct JobContext {
 impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
-            .field("jid", &self.jid)
-            .field("jobtype", &self.jobtype)
-            .field("custom", &self.custom)
+            .field("job", &self.meta)
             .field("cancelled", &self.cancel.is_cancelled())
             .finish_non_exhaustive()
+    }
+}
+
+/// The job's jid, jobtype, custom fields and batch id ([`JobMeta::jid`], [`JobMeta::batch_id`], …).
+impl std::ops::Deref for JobContext {
+    type Target = JobMeta;
+
+    fn deref(&self) -> &JobMeta {
+        &self.meta
     }
 }
 
@@ -213,9 +186,7 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(60);
 impl JobContext {
     pub(crate) fn new(job: &Job, cancel: CancellationToken, shared: Arc<WorkerShared>) -> Self {
         JobContext {
-            jid: job.jid.clone(),
-            jobtype: job.jobtype.clone(),
-            custom: job.custom.clone(),
+            meta: JobMeta::of(job),
             cancel,
             shared,
         }
@@ -242,35 +213,12 @@ impl JobContext {
         self
     }
 
-    /// The job's id.
-    pub fn jid(&self) -> &str {
-        &self.jid
-    }
-
-    /// The job's type.
-    pub fn jobtype(&self) -> &str {
-        &self.jobtype
-    }
-
-    /// The job's custom fields.
-    pub fn custom(&self) -> Option<&Map<String, Value>> {
-        self.custom.as_ref()
-    }
-
-    /// The batch the job belongs to (Enterprise: its `custom.bid`), if any.
-    pub fn batch_id(&self) -> Option<&str> {
-        self.custom.as_ref()?.get("bid")?.as_str()
-    }
-
     /// The worker's state of type `T` ([`WorkerBuilder::state`]); an error (which `?` turns into
     /// a FAIL with errtype `MissingState`) when the worker has none of that type.
     ///
     /// [`WorkerBuilder::state`]: crate::WorkerBuilder::state
     pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, MissingState> {
-        self.shared
-            .state
-            .get::<T>()
-            .ok_or(MissingState(std::any::type_name::<T>()))
+        self.shared.state.get::<T>()
     }
 
     /// Pushes a follow-up job over the worker's own connections (no `Client` needed) and returns
@@ -650,6 +598,7 @@ pub(crate) fn run_to_outcome(chain: &Arc<Chain>, job: Job, ctx: JobContext) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn token_wakes_waiters() {

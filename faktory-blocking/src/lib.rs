@@ -91,15 +91,16 @@ mod shutdown;
 mod transport;
 mod worker;
 
-pub use client::{Client, ClientBuilder, ClientMiddleware};
+pub use client::{Client, ClientBuilder};
 pub use error::Error;
+pub use faktory_proto::api::ClientMiddleware;
+pub use faktory_proto::api::{JobMeta, MissingState};
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
 /// Why a [`JobContext::push`] did not succeed.
 pub use faktory_proto::worker::PushError;
 pub use handler::{
-    BoxError, CancellationToken, Handler, HandlerResult, JobContext, Middleware, MissingState,
-    Next, shape,
+    BoxError, CancellationToken, Handler, HandlerResult, JobContext, Middleware, Next, shape,
 };
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;

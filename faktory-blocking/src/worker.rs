@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use faktory_proto::api::{self, WorkerSettings};
+use faktory_proto::api::{self, StateMap, WorkerSettings};
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
@@ -36,7 +36,7 @@ use faktory_proto::worker::{
 use crate::error::Error;
 use crate::handler::{
     BoxError, CancellationToken, Chain, Handler, JobContext, Middleware, PushCall, Pusher, Shaped,
-    StateMap, WorkerShared, lock, run_to_outcome,
+    WorkerShared, lock, run_to_outcome,
 };
 use crate::shutdown::ShutdownHandle;
 use crate::transport::{ReadEvent, Target, Writer};

@@ -20,8 +20,10 @@ use crate::job::JobError;
 use crate::request::ReplyError;
 use crate::worker::Outcome;
 
+mod context;
 mod handler_error;
 
+pub use context::{ClientMiddleware, JobMeta, MissingState, PushPrep, StateMap};
 pub use handler_error::HandlerError;
 
 /// Everything that can go wrong talking to Faktory.

@@ -43,11 +43,11 @@ impl Stop for CancellationToken {
 
 impl JobCtx for JobContext {
     fn jid(&self) -> &str {
-        JobContext::jid(self)
+        faktory_proto::api::JobMeta::jid(self)
     }
 
     fn jobtype(&self) -> &str {
-        JobContext::jobtype(self)
+        faktory_proto::api::JobMeta::jobtype(self)
     }
 
     fn is_cancelled(&self) -> bool {
@@ -63,7 +63,7 @@ impl JobCtx for JobContext {
     }
 
     fn batch_id(&self) -> Option<String> {
-        JobContext::batch_id(self).map(str::to_owned)
+        faktory_proto::api::JobMeta::batch_id(self).map(str::to_owned)
     }
 
     fn push(

@@ -58,11 +58,11 @@ impl Stop for LateStop {
 
 impl JobCtx for JobContext {
     fn jid(&self) -> &str {
-        JobContext::jid(self)
+        faktory_proto::api::JobMeta::jid(self)
     }
 
     fn jobtype(&self) -> &str {
-        JobContext::jobtype(self)
+        faktory_proto::api::JobMeta::jobtype(self)
     }
 
     fn is_cancelled(&self) -> bool {
@@ -82,7 +82,7 @@ impl JobCtx for JobContext {
     }
 
     fn batch_id(&self) -> Option<String> {
-        JobContext::batch_id(self).map(str::to_owned)
+        faktory_proto::api::JobMeta::batch_id(self).map(str::to_owned)
     }
 
     async fn push(&self, job: Job) -> Result<String, faktory_proto::worker::PushError> {
