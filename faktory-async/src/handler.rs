@@ -788,9 +788,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use serde_json::Value;
     use crate::testrt::TestRt;
     use crate::{Worker, WorkerBuilder};
+    use serde_json::Value;
 
     fn builder() -> WorkerBuilder<TestRt> {
         WorkerBuilder::with_runtime(TestRt::default())

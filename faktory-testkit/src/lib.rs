@@ -46,7 +46,6 @@ mod gojson;
 mod gotime;
 mod host;
 pub mod pace;
-mod rng;
 mod server;
 pub mod store;
 

@@ -23,11 +23,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::clock::{Clock, ClockError};
 use crate::pace::{Pace, Pacer};
-use crate::rng::Rng;
 use crate::store::{
     AckRecord, ConnId, FailRecord, Outcome, PushError, Reply, ReservationInfo, RetryJitter,
     SetEntry, Store, StoreConfig, WorkerInfo,
 };
+use faktory_proto::backoff::SplitMix64 as Rng;
 
 /// How long [`TestServer::accept_connections`] (and a restart) keeps trying to re-bind the port.
 const REBIND_PATIENCE: Duration = Duration::from_secs(5);

@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::gojson::{self, ObjectWriter};
 use crate::gotime;
-use crate::rng::Rng;
+use faktory_proto::backoff::SplitMix64 as Rng;
 
 use job::StoredFailure;
 pub(crate) use job::StoredJob;
