@@ -67,7 +67,7 @@ pub(crate) fn connect_tcp(
         ));
     }
     let mut last = None;
-    for addr in addrs {
+    for &addr in &addrs {
         let Some(left) = remaining(deadline) else {
             break;
         };
@@ -84,11 +84,26 @@ pub(crate) fn connect_tcp(
             Err(e) => last = Some((addr, e)),
         }
     }
+    // The resolved address is named only when the host has several (the error already names
+    // `host:port`).
+    let several = addrs.len() > 1;
     Err(match last {
-        Some((addr, e)) if !is_timeout(&e) => {
-            ConnectFailure::transient(ConnectPhase::Tcp, format!("{addr}: {e}"))
+        Some((addr, e)) if !is_timeout(&e) => ConnectFailure::transient(
+            ConnectPhase::Tcp,
+            if several {
+                format!("{addr}: {e}")
+            } else {
+                e.to_string()
+            },
+        ),
+        _ if several => {
+            let tried: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            ConnectFailure::transient(
+                ConnectPhase::Tcp,
+                format!("timed out (tried {})", tried.join(", ")),
+            )
         }
-        _ => ConnectFailure::transient(ConnectPhase::Tcp, format!("{host}:{port}: timed out")),
+        _ => ConnectFailure::transient(ConnectPhase::Tcp, "timed out"),
     })
 }
 
