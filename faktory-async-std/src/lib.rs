@@ -77,6 +77,48 @@
 //!     })
 //! }
 //! ```
+//!
+//! Testing against a server, with no Faktory installed: `faktory_testkit::TestServerHost` runs the
+//! in-memory test server on a runtime of its own, and `wait_until_idle_async` (a future any
+//! executor polls) waits until every queue is empty and every reservation is settled:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//!
+//! use faktory_async_std::{CancellationToken, Client, Job, JobContext, Spawner, Worker};
+//! use faktory_testkit::TestServer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A short FETCH block, so the idle worker stops quickly at the end.
+//! let server = TestServer::builder().fetch_timeout(Duration::from_millis(100)).start_hosted()?;
+//! smol::block_on(async {
+//!     let client = Client::connect_to(&server.url()).await?;
+//!     for n in 1..=3u32 {
+//!         client.push(Job::with_args("Add", (n,))?).await?;
+//!     }
+//!     let stop = CancellationToken::new();
+//!     let worker = Worker::builder()
+//!         .runtime(Spawner::new(|task| smol::spawn(task).detach()))
+//!         .url(&server.url())?
+//!         .handle_signals(false) // a test is not a process of its own
+//!         .state(AtomicU32::new(0))
+//!         .register("Add", |(n,): (u32,), ctx: JobContext| async move {
+//!             ctx.state::<AtomicU32>()?.fetch_add(n, Ordering::Relaxed);
+//!             Ok(())
+//!         })
+//!         .shutdown_signal(stop.clone().cancelled_owned())
+//!         .build()?;
+//!     let running = smol::spawn(worker.run());
+//!     assert!(server.wait_until_idle_async(Duration::from_secs(10)).await, "every job settled");
+//!     assert_eq!(server.acked().len(), 3);
+//!     stop.cancel();
+//!     let report = running.await;
+//!     assert!(report.is_clean(), "{report:?}");
+//!     Ok(())
+//! })
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod rt;

@@ -57,6 +57,46 @@
 //! assert!(matches!(run.outcome, Outcome::Failed { ref errtype, .. } if errtype == "Zero"));
 //! ```
 //!
+//! Against a server, with no Faktory installed: `faktory_testkit::TestServerHost` runs the
+//! in-memory test server on a runtime of its own, and `wait_until_idle` waits until every queue is
+//! empty and every reservation is settled (ACKed or FAILed):
+//!
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//!
+//! use faktory_blocking::{Client, Job, JobContext, Worker};
+//! use faktory_testkit::TestServer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A short FETCH block, so the idle worker stops quickly at the end.
+//! let server = TestServer::builder().fetch_timeout(Duration::from_millis(100)).start_hosted()?;
+//! let client = Client::connect_to(&server.url())?;
+//! for n in 1..=3u32 {
+//!     client.push(Job::with_args("Add", (n,))?)?;
+//! }
+//!
+//! let worker = Worker::builder()
+//!     .url(&server.url())?
+//!     .handle_signals(false) // a test is not a process of its own
+//!     .state(AtomicU32::new(0))
+//!     .register("Add", |(n,): (u32,), ctx: JobContext| {
+//!         ctx.state::<AtomicU32>()?.fetch_add(n, Ordering::Relaxed);
+//!         Ok(())
+//!     })
+//!     .build()?;
+//! let stop = worker.shutdown_handle();
+//! let running = std::thread::spawn(move || worker.run());
+//!
+//! assert!(server.wait_until_idle(Duration::from_secs(10)), "every job settled");
+//! assert_eq!(server.acked().len(), 3);
+//! stop.shutdown();
+//! let report = running.join().unwrap();
+//! assert!(report.is_clean(), "{report:?}");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Threads
 //!
 //! - A [`Client`] has one I/O thread that drives its `faktory_proto::session::Session` (reconnects,

@@ -70,6 +70,45 @@
 //! # });
 //! ```
 //!
+//! Testing against a server, with no Faktory installed: `faktory_testkit::TestServer` is the
+//! in-memory test server, and `wait_until_idle` waits until every queue is empty and every
+//! reservation is settled (ACKed or FAILed):
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//!
+//! use faktory_testkit::TestServer;
+//! use faktory_tokio::{CancellationToken, Client, Job, JobContext, Worker};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A short FETCH block, so the idle worker stops quickly at the end.
+//! let server = TestServer::builder().fetch_timeout(Duration::from_millis(100)).start().await?;
+//! let client = Client::connect_to(&server.url()).await?;
+//! for n in 1..=3u32 {
+//!     client.push(Job::with_args("Add", (n,))?).await?;
+//! }
+//! let stop = CancellationToken::new();
+//! let worker = Worker::builder()
+//!     .url(&server.url())?
+//!     .handle_signals(false) // a test is not a process of its own
+//!     .state(AtomicU32::new(0))
+//!     .register("Add", |(n,): (u32,), ctx: JobContext| async move {
+//!         ctx.state::<AtomicU32>()?.fetch_add(n, Ordering::Relaxed);
+//!         Ok(())
+//!     })
+//!     .shutdown_signal(stop.clone().cancelled_owned())
+//!     .build()?;
+//! let running = tokio::spawn(worker.run());
+//! assert!(server.wait_until_idle(Duration::from_secs(10)).await, "every job settled");
+//! assert_eq!(server.acked().len(), 3);
+//! stop.cancel();
+//! let report = running.await?;
+//! assert!(report.is_clean(), "{report:?}");
+//! # Ok(()) }
+//! ```
+//!
 //! A client over a stream you opened yourself takes the futures-io traits; wrap a tokio stream
 //! with [`TokioAsyncReadCompatExt::compat`]:
 //!
