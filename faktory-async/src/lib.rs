@@ -55,7 +55,7 @@
 //!   job, short-circuit, or turn an error into a retry or a discard.
 //! - [`WorkerBuilder::state`] shares values by type; [`JobContext::state`] gives them back.
 //! - [`JobContext::push`] pushes follow-up jobs over the worker's own connections;
-//!   [`JobContext::batch_id`] names the job's batch.
+//!   `ctx.batch_id()` ([`JobMeta::batch_id`], through `JobContext`) names the job's batch.
 //! - [`ClientBuilder::middleware`] runs a [`ClientMiddleware`] on every pushed job;
 //!   [`ClientBuilder::job_defaults`] gives a jobtype its queue, retry and reservation.
 //!
@@ -92,7 +92,7 @@ mod worker;
 
 pub use client::{Client, ClientBuilder};
 pub use faktory_proto::api::ClientMiddleware;
-pub use faktory_proto::api::{JobMeta, MissingState};
+pub use faktory_proto::api::{JobMeta, JobRun, MissingState};
 /// Why a [`JobContext::push`] did not succeed.
 pub use faktory_proto::worker::PushError;
 pub use handler::{
@@ -103,7 +103,7 @@ pub use token::CancellationToken;
 pub use transport::AsyncStream;
 #[cfg(feature = "tls")]
 pub use transport::TlsConfig;
-pub use worker::{JobRun, Worker, WorkerBuilder};
+pub use worker::{Worker, WorkerBuilder};
 
 /// What every runtime shim re-exports besides its own type aliases (`faktory-tokio` and
 /// `faktory-async-std` say `pub use faktory_async::reexports::*;`), so the shims offer the same

@@ -13,10 +13,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faktory_proto::api::{Error, StateMap, WorkerSettings};
+use faktory_proto::api::{Error, JobRun, StateMap, WorkerSettings};
 use faktory_proto::handshake::Password;
 use faktory_proto::job::Job;
-use faktory_proto::worker::{self as engine, Outcome, Queues, StopReport, WorkerConfig};
+use faktory_proto::worker::{self as engine, Queues, StopReport, WorkerConfig};
 use futures_channel::mpsc;
 
 use crate::handler::{
@@ -456,28 +456,7 @@ impl<R: Runtime> Worker<R> {
         let chain = Arc::clone(&self.chain);
         async move {
             let outcome = finish_job(start_job(&chain, job, ctx.clone())).await;
-            JobRun {
-                outcome,
-                pushed: ctx.pushed(),
-            }
+            JobRun::new(outcome, ctx.pushed())
         }
-    }
-}
-
-/// What [`Worker::run_job`] did: the outcome the worker would report (ACK for [`Outcome::Ok`],
-/// FAIL otherwise) and the jobs pushed through [`JobContext::push`] (recorded, not sent).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct JobRun {
-    /// ACK ([`Outcome::Ok`]) or FAIL, with errtype, message and backtrace.
-    pub outcome: Outcome,
-    /// The jobs the handler (or a middleware) pushed.
-    pub pushed: Vec<Job>,
-}
-
-impl JobRun {
-    /// Whether the job would be ACKed.
-    pub fn is_ok(&self) -> bool {
-        self.outcome == Outcome::Ok
     }
 }

@@ -134,7 +134,7 @@ mod worker;
 pub use client::{Client, ClientBuilder};
 pub use error::Error;
 pub use faktory_proto::api::ClientMiddleware;
-pub use faktory_proto::api::{JobMeta, MissingState};
+pub use faktory_proto::api::{JobMeta, JobRun, MissingState};
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
 /// Why a [`JobContext::push`] did not succeed.
@@ -144,7 +144,7 @@ pub use handler::{
 };
 pub use shutdown::ShutdownHandle;
 pub use transport::Stream;
-pub use worker::{JobRun, Worker, WorkerBuilder};
+pub use worker::{Worker, WorkerBuilder};
 
 pub use faktory_proto as proto;
 pub use faktory_proto::prelude::*;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use faktory_proto::api::{self, StateMap, WorkerSettings};
+use faktory_proto::api::{self, JobRun, StateMap, WorkerSettings};
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use faktory_proto::config::ServerUrl;
 use faktory_proto::handshake::Password;
@@ -380,24 +380,6 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// What [`Worker::run_job`] did: the outcome the worker would report (ACK for [`Outcome::Ok`],
-/// FAIL otherwise) and the jobs pushed through [`JobContext::push`] (recorded, not sent).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct JobRun {
-    /// ACK ([`Outcome::Ok`]) or FAIL, with errtype, message and backtrace.
-    pub outcome: Outcome,
-    /// The jobs the handler (or a middleware) pushed.
-    pub pushed: Vec<Job>,
-}
-
-impl JobRun {
-    /// Whether the job would be ACKed.
-    pub fn is_ok(&self) -> bool {
-        self.outcome == Outcome::Ok
-    }
-}
-
 /// What the engine thread reacts to.
 pub(crate) enum Msg {
     Connected(ConnId, Result<Writer, ConnectFailure>),
@@ -475,10 +457,7 @@ impl Worker {
         let shared = Arc::new(WorkerShared::recorder(self.state.clone()));
         let ctx = JobContext::new(&job, CancellationToken::new(), shared);
         let outcome = run_to_outcome(&self.chain, job, ctx.clone());
-        JobRun {
-            outcome,
-            pushed: ctx.pushed(),
-        }
+        JobRun::new(outcome, ctx.pushed())
     }
 
     /// Runs on the calling thread until the shutdown handle fires, the server says terminate, or

@@ -23,7 +23,7 @@ use crate::worker::Outcome;
 mod context;
 mod handler_error;
 
-pub use context::{ClientMiddleware, JobMeta, MissingState, PushPrep, StateMap};
+pub use context::{ClientMiddleware, JobMeta, JobRun, MissingState, PushPrep, StateMap};
 pub use handler_error::HandlerError;
 
 /// Everything that can go wrong talking to Faktory.

@@ -1,6 +1,7 @@
 //! What the async and the blocking adapters' clients and job contexts share: the client middleware
 //! and what happens to a job before it is pushed ([`PushPrep`]), the worker's shared state by type
-//! ([`StateMap`], [`MissingState`]), and what a job's context knows of its job ([`JobMeta`]).
+//! ([`StateMap`], [`MissingState`]), what a job's context knows of its job ([`JobMeta`]), and what
+//! running one job without a server gave ([`JobRun`]).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value};
 use super::Error;
 use crate::Timestamp;
 use crate::job::{Job, JobDefaults};
+use crate::worker::Outcome;
 
 /// A client middleware: runs on every job before it is pushed (`push`, `push_bulk`,
 /// `push_in_batch`), in the order added with `ClientBuilder::middleware`. It can change the job
@@ -184,6 +186,30 @@ impl JobMeta {
     /// The batch the job belongs to (Enterprise: its `custom.bid`), if any.
     pub fn batch_id(&self) -> Option<&str> {
         self.custom.as_ref()?.get("bid")?.as_str()
+    }
+}
+
+/// What a worker's `run_job` did (a job run through the middleware and its handler, with no
+/// server): the outcome the worker would report (ACK for [`Outcome::Ok`], FAIL otherwise) and the
+/// jobs pushed through `JobContext::push` (recorded, not sent).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JobRun {
+    /// ACK ([`Outcome::Ok`]) or FAIL, with errtype, message and backtrace.
+    pub outcome: Outcome,
+    /// The jobs the handler (or a middleware) pushed.
+    pub pushed: Vec<Job>,
+}
+
+impl JobRun {
+    /// What a run gave: its outcome and the jobs it pushed.
+    pub fn new(outcome: Outcome, pushed: Vec<Job>) -> Self {
+        JobRun { outcome, pushed }
+    }
+
+    /// Whether the job would be ACKed.
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
     }
 }
 
