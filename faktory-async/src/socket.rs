@@ -78,18 +78,22 @@ impl Socket {
                 }
                 Poll::Pending => Input::Pending,
             },
-            State::Open(stream) => match Pin::new(stream).poll_read(cx, buf) {
-                Poll::Ready(Ok(0)) => {
-                    self.finish();
-                    Input::Eof
-                }
-                Poll::Ready(Ok(n)) => Input::Data(buf.get(..n).unwrap_or_default()),
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => Input::Pending,
-                Poll::Ready(Err(e)) => {
-                    self.finish();
-                    Input::Error(e.to_string())
-                }
-                Poll::Pending => Input::Pending,
+            State::Open(stream) => loop {
+                // `Pending` only when the stream said so (its waker is registered then): an
+                // interrupted read is retried at once.
+                break match Pin::new(&mut *stream).poll_read(cx, buf) {
+                    Poll::Ready(Ok(0)) => {
+                        self.finish();
+                        Input::Eof
+                    }
+                    Poll::Ready(Ok(n)) => Input::Data(buf.get(..n).unwrap_or_default()),
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Poll::Ready(Err(e)) => {
+                        self.finish();
+                        Input::Error(e.to_string())
+                    }
+                    Poll::Pending => Input::Pending,
+                };
             },
             State::Done => Input::Pending,
         }

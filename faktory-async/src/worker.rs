@@ -5,6 +5,7 @@
 //! sleeps until the engine's deadline and runs handlers as tasks on the runtime.
 
 mod driver;
+mod wake;
 
 use std::collections::HashMap;
 use std::future::Future;

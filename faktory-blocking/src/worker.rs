@@ -607,6 +607,8 @@ impl Worker {
                 // Unreachable while this thread holds `tx`; stop waiting all the same.
                 Err(RecvTimeoutError::Disconnected) => None,
             };
+            // The engine runs once for everything taken (its outputs are drained next).
+            self.engine.begin_batch();
             let mut handled = 0;
             while let Some(msg) = next.take() {
                 self.handle(msg, &mut conns, &mut pool);
@@ -615,6 +617,7 @@ impl Worker {
                     next = rx.try_recv().ok();
                 }
             }
+            self.engine.end_batch();
             let now = Instant::now();
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);

@@ -583,6 +583,13 @@ pub struct Worker {
 
     transmits: VecDeque<(ConnId, Bytes)>,
     events: VecDeque<Event>,
+
+    /// Inside [`Worker::begin_batch`] … [`Worker::end_batch`]: inputs defer their processing.
+    batching: bool,
+    /// The latest `now` of an input whose processing is deferred (the batch runs at that time).
+    deferred: Option<Instant>,
+    /// [`Worker::poll_timeout`], computed when the engine last ran.
+    timeout: Option<Instant>,
 }
 
 /// Logs how a job ended, here once for every adapter: DEBUG on success; on failure WARN with
@@ -703,8 +710,12 @@ impl Worker {
             rss_kb: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            batching: false,
+            deferred: None,
+            timeout: None,
         };
         worker.open(Role::Control, now);
+        worker.timeout = worker.compute_timeout();
         Ok(worker)
     }
 
@@ -760,10 +771,38 @@ impl Worker {
 
     // ----- inputs ---------------------------------------------------------------------------------
 
+    /// Starts a batch of inputs: until [`Worker::end_batch`], each input (`handle_*`, `push`,
+    /// `quiet`, `shutdown`…) is recorded but the engine runs once, for all of them, at the end.
+    /// A driver that hands over several reads and finished jobs per turn saves a pass over every
+    /// connection per input. Inside a batch the accessors ([`Worker::lifecycle`],
+    /// [`Worker::running_jobs`]…) reflect what ran before it; [`Worker::poll_transmit`] and
+    /// [`Worker::poll_event`] end the batch first, so nothing is ever left unprocessed.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch ([`Worker::begin_batch`]): the engine runs for every input of the batch, as of
+    /// the latest `now` given to one of them. Without a batch it does nothing.
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        if let Some(now) = self.deferred.take() {
+            self.pump(now);
+        }
+    }
+
+    /// After an input: run the engine now, or at the end of the batch.
+    fn after_input(&mut self, now: Instant) {
+        if self.batching {
+            self.deferred = Some(self.deferred.map_or(now, |d| d.max(now)));
+        } else {
+            self.pump(now);
+        }
+    }
+
     /// The socket for `conn` is connected (TCP and TLS): the server's HI is expected next.
     pub fn handle_connected(&mut self, conn: ConnId, now: Instant) {
         let _ = conn;
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Connecting `conn` failed; it is closed and its role reopened after a backoff (unless the
@@ -773,7 +812,7 @@ impl Worker {
             c.client.handle_connect_failed(failure.clone());
             c.touched = true;
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Bytes read from `conn`.
@@ -782,7 +821,7 @@ impl Worker {
             c.client.handle_input(data, now);
             c.touched = true;
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// `conn` reached EOF.
@@ -791,7 +830,7 @@ impl Worker {
             c.client.handle_eof(now);
             c.touched = true;
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Reading from or writing to `conn` failed; `reason` says how (the OS error's text).
@@ -800,7 +839,7 @@ impl Worker {
             c.client.handle_transport_error(reason);
             c.touched = true;
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Time passed; call at (or after) [`Worker::poll_timeout`]. Spurious calls are harmless.
@@ -846,7 +885,7 @@ impl Worker {
             }
         }
         self.expire_pushes(now);
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// The job `token` finished. Returns `false` (and ignores the outcome) when the token is not
@@ -882,7 +921,7 @@ impl Worker {
             c.refill_hold = None;
         }
         self.queue_outcome_from(token, job.jid, kind, Some(job.conn));
-        self.pump(now);
+        self.after_input(now);
         true
     }
 
@@ -916,7 +955,7 @@ impl Worker {
             },
         );
         self.push_queue.push_back(id);
-        self.pump(now);
+        self.after_input(now);
         id
     }
 
@@ -932,7 +971,7 @@ impl Worker {
             self.set_lifecycle(Lifecycle::Quiet);
             self.beat_due = now;
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Stop (a signal, the user's future): terminate started locally. See the module docs. No
@@ -941,7 +980,7 @@ impl Worker {
         if matches!(self.lifecycle, Lifecycle::Running | Lifecycle::Quiet) {
             self.enter_terminating(StopReason::Shutdown, true, now);
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     /// Stop without waiting for running jobs (e.g. a second Ctrl-C): like [`Worker::shutdown`], but
@@ -955,7 +994,7 @@ impl Worker {
         if self.lifecycle == Lifecycle::Terminating {
             self.grace_deadline = Some(now);
         }
-        self.pump(now);
+        self.after_input(now);
     }
 
     // ----- outputs --------------------------------------------------------------------------------
@@ -966,16 +1005,29 @@ impl Worker {
     /// queued for a connection since the last drain (an ACK and the FETCH that refills its slot,
     /// say) comes as one buffer, so it can go out in one write.
     pub fn poll_transmit(&mut self) -> Option<(ConnId, Bytes)> {
+        self.end_batch();
         self.transmits.pop_front()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.end_batch();
         self.events.pop_front()
     }
 
-    /// When [`Worker::handle_timeout`] must be called next; `None` when stopped.
+    /// When [`Worker::handle_timeout`] must be called next; `None` when stopped. Inside a batch
+    /// with deferred inputs, the batch's time: the engine has to run (end the batch, or call
+    /// `handle_timeout`).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.deferred.is_some() {
+            return self.deferred;
+        }
+        debug_assert_eq!(self.timeout, self.compute_timeout(), "stale cached timeout");
+        self.timeout
+    }
+
+    /// The earliest deadline of anything the engine waits for (cached by [`Worker::pump`]).
+    fn compute_timeout(&self) -> Option<Instant> {
         if self.lifecycle == Lifecycle::Stopped {
             return None;
         }
@@ -1137,6 +1189,7 @@ impl Worker {
             self.advance(now);
         }
         self.flush_transmits();
+        self.timeout = self.compute_timeout();
     }
 
     fn flush_transmits(&mut self) {

@@ -76,6 +76,7 @@ struct Setup {
     chunk: usize,
     seed: u64,
     server_up_at_end: bool,
+    batch: bool,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -88,9 +89,20 @@ fn setup() -> impl Strategy<Value = Setup> {
         0usize..9,
         any::<u64>(),
         prop::bool::weighted(0.8),
+        any::<bool>(),
     )
         .prop_map(
-            |(concurrency, per_conn, max_conns, grace_s, beat_s, chunk, seed, server_up_at_end)| {
+            |(
+                concurrency,
+                per_conn,
+                max_conns,
+                grace_s,
+                beat_s,
+                chunk,
+                seed,
+                server_up_at_end,
+                batch,
+            )| {
                 Setup {
                     concurrency,
                     per_conn,
@@ -100,6 +112,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                     chunk,
                     seed,
                     server_up_at_end,
+                    batch,
                 }
             },
         )
@@ -141,6 +154,7 @@ fn run_case(s: &Setup, actions: &[Action]) {
     });
     let mut h = Harness::new(cfg, runner);
     h.chunk = s.chunk;
+    h.batch = s.batch;
     let mut next_job = 0usize;
     let mut next_push = 0usize;
     let mut pushes = Vec::new();
@@ -332,6 +346,12 @@ proptest! {
 
 #[test]
 fn healthy_end_is_clean() {
+    for batch in [false, true] {
+        healthy_case(batch);
+    }
+}
+
+fn healthy_case(batch: bool) {
     // A hand-picked interleaving with faults in the middle and a healthy server at the end: the
     // stop must be clean.
     let s = Setup {
@@ -343,6 +363,7 @@ fn healthy_end_is_clean() {
         chunk: 3,
         seed: 99,
         server_up_at_end: true,
+        batch,
     };
     let actions = [
         Action::Push(20),

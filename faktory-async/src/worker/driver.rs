@@ -3,8 +3,10 @@
 //! shutdown signal, and polls them itself.
 //!
 //! Each poll runs turns of:
-//! 1. **inputs**: the shutdown signal, every finished job, each socket being opened, one read per
-//!    open socket (handed to the engine as a slice of the one reused read buffer), the deadline;
+//! 1. **inputs**, handed to the engine in one batch: the shutdown signal and every finished job
+//!    (when they woke the task), one read per socket that woke or gave input on the last turn
+//!    (each socket has a waker of its own, so an idle connection is not polled; the read is
+//!    handed to the engine as a slice of the one reused read buffer), the deadline;
 //! 2. **outputs**: the engine's transmits (at most one buffer per connection per drain: an ACK and
 //!    the FETCH refilling its slot come together), then its events (open or close a connection,
 //!    run or cancel a job, stop); a job's first poll happens right here, and only a job that has
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use faktory_proto::api;
@@ -32,6 +34,7 @@ use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 use tracing::Instrument;
 
+use super::wake::ReadySet;
 use super::{ShutdownSignal, Worker};
 use crate::handler::{Chain, JobContext, PushCall, WorkerShared, finish_job, start_job};
 use crate::runtime::{self, Runtime, TerminationSignals, Timer};
@@ -45,6 +48,10 @@ const TURNS_PER_POLL: usize = 32;
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a socket the engine closed may take to flush its last bytes (END).
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The id the shutdown signal, the termination signals and the channels wake the task with in
+/// its [`ReadySet`] (the engine numbers connections from 0 and never reuses an id: it never gets
+/// this far).
+const SOURCES: ConnId = ConnId(u64::MAX);
 /// How often the resident memory sent with BEAT is read.
 const RSS_EVERY: Duration = Duration::from_secs(5);
 
@@ -66,6 +73,7 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         None
     };
     let (done_tx, done_rx) = mpsc::unbounded();
+    let ready = Arc::new(ReadySet::default());
     tracing::info!(wid = %engine.wid(), server = %dialer.authority(), "faktory worker starting");
     let mut driver = Driver {
         rt: runtime,
@@ -76,6 +84,10 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         pending_pushes: HashMap::new(),
         dialer,
         conns: Vec::new(),
+        ready: Arc::clone(&ready),
+        woken: Vec::new(),
+        sources_waker: ready.waker(SOURCES),
+        poll_sources: true,
         closing: Vec::new(),
         done_tx,
         done_rx,
@@ -94,9 +106,14 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
 }
 
 /// A connection of the engine and its socket.
-pub(crate) struct Conn {
-    pub(crate) id: ConnId,
-    pub(crate) socket: Socket,
+struct Conn {
+    id: ConnId,
+    socket: Socket,
+    /// What the socket is polled with: waking it records `id` in the driver's [`ReadySet`].
+    waker: Waker,
+    /// Poll the socket on the next turn even if it did not wake (it gave input on this one, or
+    /// is new): only an answer of `Pending` has registered its waker.
+    poll_again: bool,
 }
 
 /// A job's outcome, sent by its task.
@@ -116,6 +133,14 @@ struct Driver<R: Runtime> {
     dialer: Arc<Dialer<R>>,
     /// Open or opening connections (a handful: a linear scan beats hashing).
     conns: Vec<Conn>,
+    /// The sockets that woke the task (each is polled with a waker of its own).
+    ready: Arc<ReadySet>,
+    /// The ids taken from `ready` for this turn (kept to reuse its allocation).
+    woken: Vec<ConnId>,
+    /// What the shutdown signal, the termination signals and the channels are polled with.
+    sources_waker: Waker,
+    /// Poll them on the next turn even if they did not wake (the first turn).
+    poll_sources: bool,
     closing: Vec<Closing>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -168,8 +193,68 @@ impl<R: Runtime> Driver<R> {
         Poll::Pending
     }
 
-    /// Everything that happened since the last turn, handed to the engine.
+    /// Everything that happened since the last turn, handed to the engine in one batch (the
+    /// engine runs once for all of it, when its outputs are drained).
+    ///
+    /// Only what woke the task is polled: each socket has a waker of its own, and so do the
+    /// shutdown signal, the termination signals and the two channels together (they are polled
+    /// until each says `Pending`, which registers that waker). A socket that gave input is
+    /// polled again on the next turn.
     fn inputs(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let timed_out = self.engine.poll_timeout().is_some_and(|t| t <= now);
+        self.engine.begin_batch();
+        let mut progress = false;
+        self.ready.take(cx.waker(), &mut self.woken);
+        if self.poll_sources || self.woken.contains(&SOURCES) {
+            self.poll_sources = false;
+            let waker = self.sources_waker.clone();
+            progress |= self.signals_and_channels(&mut Context::from_waker(&waker), now);
+        }
+        for conn in &mut self.conns {
+            let id = conn.id;
+            if !conn.poll_again && !self.woken.contains(&id) {
+                continue;
+            }
+            let mut socket_cx = Context::from_waker(&conn.waker);
+            let input = conn.socket.poll_input(&mut socket_cx, &mut self.rbuf);
+            conn.poll_again = !matches!(input, Input::Pending);
+            match input {
+                Input::Pending => continue,
+                Input::Connected => {
+                    tracing::debug!(conn = id.0, "faktory socket open");
+                    self.engine.handle_connected(id, now);
+                }
+                Input::ConnectFailed(failure) => {
+                    self.engine.handle_connect_failed(id, &failure, now);
+                }
+                Input::Data(data) => {
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        tracing::trace!(conn = id.0, wire = %api::wire_for_log(data), "faktory recv");
+                    }
+                    self.engine.handle_input(id, data, now);
+                }
+                Input::Eof => self.engine.handle_eof(id, now),
+                Input::Error(reason) => self.engine.handle_transport_error(id, &reason, now),
+            }
+            progress = true;
+        }
+        if now >= self.next_rss {
+            if let Some(kb) = read_rss_kb() {
+                self.engine.set_rss_kb(kb);
+            }
+            self.next_rss = runtime::after(now, RSS_EVERY);
+        }
+        if timed_out {
+            self.engine.handle_timeout(now);
+            progress = true;
+        }
+        self.engine.end_batch();
+        progress
+    }
+
+    /// The shutdown signal, the termination signals, pushes from handlers and jobs finished on
+    /// their own tasks.
+    fn signals_and_channels(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
         if let Some(signal) = &mut self.shutdown {
             if signal.as_mut().poll(cx).is_ready() {
@@ -213,65 +298,42 @@ impl<R: Runtime> Driver<R> {
             self.engine.handle_job_finished(token, outcome, now);
             progress = true;
         }
-        for conn in &mut self.conns {
-            let id = conn.id;
-            match conn.socket.poll_input(cx, &mut self.rbuf) {
-                Input::Pending => continue,
-                Input::Connected => {
-                    tracing::debug!(conn = id.0, "faktory socket open");
-                    self.engine.handle_connected(id, now);
-                }
-                Input::ConnectFailed(failure) => {
-                    self.engine.handle_connect_failed(id, &failure, now);
-                }
-                Input::Data(data) => {
-                    if tracing::enabled!(tracing::Level::TRACE) {
-                        tracing::trace!(conn = id.0, wire = %api::wire_for_log(data), "faktory recv");
-                    }
-                    self.engine.handle_input(id, data, now);
-                }
-                Input::Eof => self.engine.handle_eof(id, now),
-                Input::Error(reason) => self.engine.handle_transport_error(id, &reason, now),
-            }
-            progress = true;
-        }
-        if now >= self.next_rss {
-            if let Some(kb) = read_rss_kb() {
-                self.engine.set_rss_kb(kb);
-            }
-            self.next_rss = runtime::after(now, RSS_EVERY);
-        }
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.handle_timeout(now);
-            progress = true;
-        }
         progress
     }
 
     /// The engine's transmits (queued on their sockets), then its events. `true` when a socket
     /// is to be opened (its opening future has not been polled yet) or a job finished at once.
+    ///
+    /// Jobs that finished in their first poll are handed to the engine after the events (so the
+    /// transmits they cause are drained before any later event), in one batch, and their ACKs
+    /// (with the FETCHes refilling their slots) are drained at once: they go out in this turn's
+    /// writes.
     fn outputs(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        while let Some((id, bytes)) = self.engine.poll_transmit() {
-            if tracing::enabled!(tracing::Level::TRACE) {
-                tracing::trace!(conn = id.0, wire = %api::wire_for_log(&bytes), "faktory send");
-            }
-            if let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) {
-                conn.socket.queue(bytes);
-            }
-        }
         let mut progress = false;
-        while let Some(event) = self.engine.poll_event() {
-            progress |= matches!(event, Event::OpenConnection(_));
-            self.handle_event(event, now, cx);
-        }
-        // Jobs that finished in their first poll: after the events, so the transmits they cause
-        // are drained (next turn) before any later event.
-        for (token, outcome) in self.finished.drain(..) {
-            self.running.remove(&token);
-            self.engine.handle_job_finished(token, outcome, now);
+        loop {
+            while let Some((id, bytes)) = self.engine.poll_transmit() {
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    tracing::trace!(conn = id.0, wire = %api::wire_for_log(&bytes), "faktory send");
+                }
+                if let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) {
+                    conn.socket.queue(bytes);
+                }
+            }
+            while let Some(event) = self.engine.poll_event() {
+                progress |= matches!(event, Event::OpenConnection(_));
+                self.handle_event(event, now, cx);
+            }
+            if self.finished.is_empty() {
+                return progress;
+            }
+            self.engine.begin_batch();
+            for (token, outcome) in self.finished.drain(..) {
+                self.running.remove(&token);
+                self.engine.handle_job_finished(token, outcome, now);
+            }
+            self.engine.end_batch();
             progress = true;
         }
-        progress
     }
 
     /// One write per socket; a failed write is reported to the engine.
@@ -293,6 +355,8 @@ impl<R: Runtime> Driver<R> {
                 self.conns.push(Conn {
                     id,
                     socket: Socket::opening(self.dialer.dial()),
+                    waker: self.ready.waker(id),
+                    poll_again: true,
                 });
             }
             Event::CloseConnection(id) => {

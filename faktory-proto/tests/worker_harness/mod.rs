@@ -458,6 +458,9 @@ pub struct Harness {
     pub push_answers: BTreeMap<PushId, Vec<PushAnswer>>,
     /// Chunk size for server → worker bytes (to exercise incremental decoding); 0 = whole.
     pub chunk: usize,
+    /// Hand the worker what arrives in one pass (server output, EOFs, finished jobs) inside
+    /// `begin_batch`/`end_batch`, as the adapters do, instead of one input at a time.
+    pub batch: bool,
 }
 
 pub fn config(concurrency: usize) -> WorkerConfig {
@@ -515,6 +518,7 @@ impl Harness {
             stopped: None,
             push_answers: BTreeMap::new(),
             chunk: 0,
+            batch: false,
         };
         h.settle();
         h
@@ -613,6 +617,9 @@ impl Harness {
                 self.on_event(ev);
             }
             self.server.process(self.now);
+            if self.batch {
+                self.worker.begin_batch();
+            }
             for (id, bytes) in self.server.take_output() {
                 progress = true;
                 if self.chunk == 0 {
@@ -627,7 +634,9 @@ impl Harness {
                 progress = true;
                 self.worker.handle_eof(id, self.now);
             }
+            // With a batch, the next pass's poll_transmit ends it.
             if !progress {
+                self.worker.end_batch();
                 return;
             }
         }
@@ -652,6 +661,9 @@ impl Harness {
             .filter(|(_, (t, _))| *t <= self.now)
             .map(|(k, _)| *k)
             .collect();
+        if self.batch {
+            self.worker.begin_batch();
+        }
         for token in due {
             let (_, outcome) = self.scheduled.remove(&token).unwrap();
             self.running.remove(&token);
@@ -662,7 +674,9 @@ impl Harness {
             {
                 self.finished.insert(token, (jid, outcome));
             }
-            self.settle();
+            if !self.batch {
+                self.settle();
+            }
         }
         self.server.process(self.now);
         self.settle();
