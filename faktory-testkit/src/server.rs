@@ -496,6 +496,7 @@ fn spawn_connection(
             commands,
             faults: fault_state,
             pending: VecDeque::new(),
+            out: Vec::new(),
         };
         task.run(salt, seed).await;
         drop(guard);
@@ -541,6 +542,10 @@ struct ConnTask {
     commands: Arc<AtomicU64>,
     faults: Arc<Mutex<FaultState>>,
     pending: VecDeque<Control>,
+    /// Replies not written yet: the replies to the commands of one read go out in one write,
+    /// which is flushed before the task waits for anything (input, a pace, a blocked FETCH, a
+    /// control message), so no reply waits behind the next command.
+    out: Vec<u8>,
 }
 
 impl ConnTask {
@@ -571,18 +576,33 @@ impl ConnTask {
         Ok(())
     }
 
-    async fn flush(&mut self, conn: &mut Connection) -> Result<(), Stop> {
+    /// Queues what the connection has to send (written by [`ConnTask::flush_out`]).
+    fn flush(&mut self, conn: &mut Connection) {
         while let Some(b) = conn.poll_transmit() {
-            self.write(&b).await?;
+            self.out.extend_from_slice(&b);
         }
-        Ok(())
+    }
+
+    /// Writes the queued replies.
+    async fn flush_out(&mut self) -> Result<(), Stop> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let result = self.write(&out).await;
+        self.out = out;
+        self.out.clear();
+        result
     }
 
     /// Handles a control message; `Err` when the connection must stop.
     async fn control(&mut self, c: Option<Control>) -> Result<(), Stop> {
         match c {
             None | Some(Control::Close) => Err(Stop::Abort),
-            Some(Control::SendRaw(b)) => self.write(&b).await,
+            Some(Control::SendRaw(b)) => {
+                self.flush_out().await?;
+                self.write(&b).await
+            }
         }
     }
 
@@ -603,8 +623,11 @@ impl ConnTask {
     async fn serve(&mut self, conn: &mut Connection, clock: &Clock) -> Result<(), Stop> {
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
-            self.drain_pending().await?;
-            self.flush(conn).await?;
+            if !self.pending.is_empty() {
+                self.flush_out().await?;
+                self.drain_pending().await?;
+            }
+            self.flush(conn);
             match conn.poll_event() {
                 Some(ServerEvent::Hello(hello)) => {
                     let now = clock.now();
@@ -612,7 +635,7 @@ impl ConnTask {
                     self.shared.with_store(|s| s.hello(id, &hello, now));
                 }
                 Some(ServerEvent::Command(cmd)) => {
-                    let n = self.begin_command()?;
+                    let n = self.begin_command_or_flush().await?;
                     self.pace().await?;
                     let now = clock.now();
                     let id = self.id;
@@ -624,7 +647,7 @@ impl ConnTask {
                     self.answer(conn, n, reply).await?;
                 }
                 Some(ServerEvent::Invalid(err)) => {
-                    let n = self.begin_command()?;
+                    let n = self.begin_command_or_flush().await?;
                     self.pace().await?;
                     let msg = self.shared.with_store(|s| s.invalid(&err));
                     self.answer(conn, n, Reply::Error(msg)).await?;
@@ -633,11 +656,12 @@ impl ConnTask {
                     if reason == CloseReason::End {
                         self.shared.with_store(Store::note_end);
                     }
-                    self.flush(conn).await?;
-                    return Ok(());
+                    self.flush(conn);
+                    return self.flush_out().await;
                 }
                 Some(_) => {}
                 None => {
+                    self.flush_out().await?;
                     if conn.is_closed() {
                         return Ok(());
                     }
@@ -660,6 +684,11 @@ impl ConnTask {
 
     /// Waits for the modelled service of one command, when the server has a pace.
     async fn pace(&mut self) -> Result<(), Stop> {
+        if self.shared.pacer.is_none() {
+            return Ok(());
+        }
+        // The replies so far leave before this command's service time.
+        self.flush_out().await?;
         let Some(served) = self.shared.pacer.as_ref().map(Pacer::serve) else {
             return Ok(());
         };
@@ -667,6 +696,18 @@ impl ConnTask {
             let _ = served.await;
         });
         self.wait_or_control(wait).await
+    }
+
+    /// [`ConnTask::begin_command`]; when a fault drops the connection, the replies to the
+    /// commands before this one are written first.
+    async fn begin_command_or_flush(&mut self) -> Result<u64, Stop> {
+        match self.begin_command() {
+            Ok(n) => Ok(n),
+            Err(stop) => {
+                self.flush_out().await?;
+                Err(stop)
+            }
+        }
     }
 
     /// Counts a command; `Err` when a fault drops the connection before it runs.
@@ -709,16 +750,20 @@ impl ConnTask {
         }
         if drop_after {
             tracing::debug!(id = %self.id, n, "fault: dropping after command");
+            self.flush_out().await?;
             return Err(Stop::Abort);
         }
         if withhold || out.is_empty() {
             return Ok(());
         }
         if let Some(d) = delay {
+            self.flush_out().await?;
             let sleep = pin!(tokio::time::sleep(d));
             self.wait_or_control(sleep).await?;
+            return self.write(&out).await;
         }
-        self.write(&out).await
+        self.out.extend_from_slice(&out);
+        Ok(())
     }
 
     /// Waits for `fut` while serving control messages.
@@ -752,6 +797,7 @@ impl ConnTask {
                     return Ok(Reply::Bulk(body));
                 }
             }
+            self.flush_out().await?;
             tokio::select! {
                 () = &mut notified => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(Reply::Null),
