@@ -439,7 +439,7 @@ struct DriverArgs {
     #[arg(long, conflicts_with = "pace")]
     instant: bool,
     /// The testkit's modelled pace [default: real].
-    #[arg(long, value_name = "real|PER_US:SHARED_US", value_parser = parse_pace)]
+    #[arg(long, value_name = "real|PER_US:SHARED_US[:KNEE:CROWD_NS]", value_parser = parse_pace)]
     pace: Option<Pace>,
 }
 

@@ -238,12 +238,13 @@ struct GlobalArgs {
     /// Run the testkit server in a child process (client and server CPU apart).
     #[arg(long, global = true)]
     spawn_testkit: bool,
-    /// The testkit answers at a real server's modelled pace: `real` or PER_US:SHARED_US.
+    /// The testkit answers at a real server's modelled pace: `real` or PER_US:SHARED_US[:KNEE:CROWD_NS].
     ///
     /// Each connection's commands are answered one at a time, each after PER_US of its own plus
-    /// SHARED_US in a stage all connections share (faktory_testkit::Pace). Default: at once
+    /// SHARED_US in a stage all connections share, plus CROWD_NS there for every busy connection
+    /// beyond KNEE (faktory_testkit::Pace). Default: at once
     /// (`calibrate`: real). Not with FAKTORY_URL.
-    #[arg(long, global = true, value_name = "real|PER_US:SHARED_US", value_parser = server::parse_pace)]
+    #[arg(long, global = true, value_name = "real|PER_US:SHARED_US[:KNEE:CROWD_NS]", value_parser = server::parse_pace)]
     pace: Option<Pace>,
     /// Print one JSON object instead of a line.
     #[arg(long, global = true)]

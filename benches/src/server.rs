@@ -16,30 +16,16 @@ use faktory_testkit::{Pace, TestServer};
 use crate::BoxError;
 use crate::measure::{self, TESTKIT_THREAD_PREFIXES};
 
-/// Parses `--pace`: `real` ([`Pace::real_server`]) or `PER_US:SHARED_US`, the two service times
-/// of the model in microseconds (see `faktory_testkit::Pace`).
+/// Parses `--pace`: `real` ([`Pace::real_server`]), `PER_US:SHARED_US` (the two service times of
+/// the model in microseconds) or `PER_US:SHARED_US:KNEE:CROWD_NS` (with crowding; see
+/// `faktory_testkit::Pace`).
 pub fn parse_pace(text: &str) -> Result<Pace, String> {
-    if text == "real" {
-        return Ok(Pace::real_server());
-    }
-    let bad = || format!("expected `real` or PER_US:SHARED_US (e.g. 20:45), got {text:?}");
-    let (a, b) = text.split_once(':').ok_or_else(bad)?;
-    let us = |v: &str| {
-        v.trim()
-            .parse::<u64>()
-            .map(Duration::from_micros)
-            .map_err(|_| bad())
-    };
-    Ok(Pace::new(us(a)?, us(b)?))
+    text.parse::<Pace>().map_err(|e| e.to_string())
 }
 
-/// `PER_US:SHARED_US`, as [`parse_pace`] reads it back (what a spawned testkit is given).
+/// The pace as [`parse_pace`] reads it back (what a spawned testkit is given).
 pub fn pace_arg(pace: Pace) -> String {
-    format!(
-        "{}:{}",
-        pace.per_command.as_micros(),
-        pace.shared.as_micros()
-    )
+    pace.to_string()
 }
 
 /// How a report names a pace: `real 20:45` for [`Pace::real_server`], else `20:45` (µs).

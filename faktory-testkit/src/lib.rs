@@ -52,7 +52,7 @@ pub mod store;
 pub use clock::{Clock, ClockError};
 pub use faktory_proto::time::UnixTime;
 pub use host::TestServerHost;
-pub use pace::Pace;
+pub use pace::{Pace, ParsePaceError};
 pub use server::{ConnectionInfo, Fault, TestServer, TestServerBuilder};
 pub use store::{
     AckRecord, ConnId, FailOutcome, FailReason, FailRecord, PushError, ReservationInfo,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! faktory-testkit [--port 7419] [--password SECRET] [--fetch-timeout-ms 2000]
-//!                 [--pace real | --pace PER_COMMAND_US:SHARED_US]
+//!                 [--pace real | --pace PER_COMMAND_US:SHARED_US[:KNEE:CROWD_NS]]
 //! ```
 //! `--pace` answers at the modelled pace of a real server (see `faktory_testkit::Pace`) instead of
 //! at once: for benchmarks.
@@ -18,7 +18,7 @@ use faktory_testkit::{Pace, TestServer};
 
 const USAGE: &str = "usage: faktory-testkit [--port N (7419; 0 = any free port)] [--password SECRET] \
                      [--fetch-timeout-ms MS (2000)] \
-                     [--pace real | --pace PER_COMMAND_US:SHARED_US]\nListens on 127.0.0.1 only. An in-memory test double, \
+                     [--pace real | --pace PER_COMMAND_US:SHARED_US[:KNEE:CROWD_NS]]\nListens on 127.0.0.1 only. An in-memory test double, \
                      not a production server.";
 
 #[derive(Debug)]
@@ -30,17 +30,7 @@ struct Args {
 }
 
 fn parse_pace(text: &str) -> Result<Pace, String> {
-    if text == "real" {
-        return Ok(Pace::real_server());
-    }
-    let bad = || format!("--pace: expected `real` or PER_COMMAND_US:SHARED_US, got {text:?}");
-    let (a, b) = text.split_once(':').ok_or_else(bad)?;
-    let us = |v: &str| {
-        v.parse::<u64>()
-            .map(Duration::from_micros)
-            .map_err(|_| bad())
-    };
-    Ok(Pace::new(us(a)?, us(b)?))
+    text.parse::<Pace>().map_err(|e| format!("--pace: {e}"))
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
