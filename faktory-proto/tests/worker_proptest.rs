@@ -79,43 +79,20 @@ struct Setup {
     batch: bool,
 }
 
-fn setup() -> impl Strategy<Value = Setup> {
-    (
-        1usize..7,
-        1usize..4,
-        1usize..4,
-        1u64..30,
-        5u64..16,
-        0usize..9,
-        any::<u64>(),
-        prop::bool::weighted(0.8),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(
-                concurrency,
-                per_conn,
-                max_conns,
-                grace_s,
-                beat_s,
-                chunk,
-                seed,
-                server_up_at_end,
-                batch,
-            )| {
-                Setup {
-                    concurrency,
-                    per_conn,
-                    max_conns,
-                    grace_s,
-                    beat_s,
-                    chunk,
-                    seed,
-                    server_up_at_end,
-                    batch,
-                }
-            },
-        )
+prop_compose! {
+    fn setup()(
+        concurrency in 1usize..7,
+        per_conn in 1usize..4,
+        max_conns in 1usize..4,
+        grace_s in 1u64..30,
+        beat_s in 5u64..16,
+        chunk in 0usize..9,
+        seed in any::<u64>(),
+        server_up_at_end in prop::bool::weighted(0.8),
+        batch in any::<bool>(),
+    ) -> Setup {
+        Setup { concurrency, per_conn, max_conns, grace_s, beat_s, chunk, seed, server_up_at_end, batch }
+    }
 }
 
 fn pick(h: &Harness, i: usize) -> Option<faktory_proto::worker::ConnId> {
