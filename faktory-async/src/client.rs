@@ -16,7 +16,7 @@ use faktory_proto::command::{
 use faktory_proto::config::ServerUrl;
 use faktory_proto::info::{BatchStatus, Info, QueueLatency, TrackInfo};
 use faktory_proto::job::{Job, JobDefaults};
-use faktory_proto::request::{self, PushBulkPlan, Request};
+use faktory_proto::request::{self, Request};
 use faktory_proto::session::{Session, SessionConfig};
 use faktory_proto::{ServerError, Timestamp};
 use futures_channel::{mpsc, oneshot};
@@ -393,21 +393,7 @@ impl<R: Runtime> Client<R> {
         &self,
         jobs: impl IntoIterator<Item = Job>,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let mut refused = BTreeMap::new();
-        let jobs: Vec<Job> = jobs
-            .into_iter()
-            .filter_map(
-                |mut job| match self.shared.push.prepare(&mut job, Timestamp::now) {
-                    Ok(()) => Some(job),
-                    Err(e) => {
-                        refused.insert(job.jid, e.to_string());
-                        None
-                    }
-                },
-            )
-            .collect();
-        let mut plan = PushBulkPlan::new(jobs);
-        plan.refused.append(&mut refused);
+        let mut plan = self.shared.push.plan_bulk(jobs, Timestamp::now);
         let replies = std::mem::take(&mut plan.commands)
             .into_iter()
             .map(|command| self.send(Op::Call(command)))

@@ -4,7 +4,7 @@
 //! running one job without a server gave ([`JobRun`]).
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::Error;
 use crate::Timestamp;
 use crate::job::{Job, JobDefaults};
+use crate::request::PushBulkPlan;
 use crate::worker::Outcome;
 
 /// A client middleware: runs on every job before it is pushed (`push`, `push_bulk`,
@@ -102,6 +103,30 @@ impl PushPrep {
             job.resolve_relative(now());
         }
         Ok(())
+    }
+
+    /// A bulk push's plan: every job [prepared](PushPrep::prepare), then split into PUSHB
+    /// commands ([`PushBulkPlan::new`]); a job the middleware refused is in the plan's `refused`
+    /// (jid → error) and not sent.
+    pub fn plan_bulk(
+        &self,
+        jobs: impl IntoIterator<Item = Job>,
+        now: impl Fn() -> Timestamp,
+    ) -> PushBulkPlan {
+        let mut refused = BTreeMap::new();
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|mut job| match self.prepare(&mut job, &now) {
+                Ok(()) => Some(job),
+                Err(e) => {
+                    refused.insert(job.jid, e.to_string());
+                    None
+                }
+            })
+            .collect();
+        let mut plan = PushBulkPlan::new(jobs);
+        plan.refused.append(&mut refused);
+        plan
     }
 }
 
