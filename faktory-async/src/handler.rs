@@ -765,6 +765,24 @@ pub(crate) fn start_job(
         .map_err(|payload| api::panicked_outcome(&*payload))
 }
 
+/// Polls a started job once, in place (most jobs finish in their first poll, and need no box of
+/// their own then): `Ready` with its outcome, or `Pending` with the future to run on.
+pub(crate) fn poll_started(
+    started: Result<JobFuture, Outcome>,
+    cx: &mut Context<'_>,
+) -> Result<Outcome, JobFuture> {
+    let mut fut = match started {
+        Ok(fut) => fut,
+        Err(outcome) => return Ok(outcome),
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Pending) => Err(fut),
+        Ok(Poll::Ready(Ok(()))) => Ok(Outcome::Ok),
+        Ok(Poll::Ready(Err(e))) => Ok(e.into_outcome()),
+        Err(payload) => Ok(api::panicked_outcome(&*payload)),
+    }
+}
+
 /// Runs a started job to its outcome: `Ok` is ACK, an error its FAIL, a panic a FAIL with errtype
 /// `panic`.
 pub(crate) async fn finish_job(started: Result<JobFuture, Outcome>) -> Outcome {

@@ -549,6 +549,9 @@ pub struct Worker {
     max_unconfirmed: usize,
     client_options: ClientOptions,
     picker: QueuePicker,
+    /// The FETCH of every connection when its queue list never changes (strict order): built
+    /// once instead of for each FETCH.
+    fixed_fetch: Option<Command>,
     rng: SplitMix64,
 
     lifecycle: Lifecycle,
@@ -683,6 +686,7 @@ impl Worker {
             fetch_timeout: client_options.reply_timeout.max(MIN_FETCH_REPLY_TIMEOUT),
             max_unconfirmed: concurrency.saturating_mul(2).saturating_add(16),
             client_options,
+            fixed_fetch: None,
             picker: QueuePicker::new(&queues),
             rng,
             lifecycle: Lifecycle::Running,
@@ -714,6 +718,10 @@ impl Worker {
             deferred: None,
             timeout: None,
         };
+        worker.fixed_fetch = worker
+            .picker
+            .fixed()
+            .map(|queues| Command::Fetch(queues.to_vec()));
         worker.open(Role::Control, now);
         worker.timeout = worker.compute_timeout();
         Ok(worker)
@@ -1873,16 +1881,20 @@ impl Worker {
             let Some(index) = self.pick_fetch_connection(now) else {
                 return;
             };
-            let queues = self.picker.next_order(&mut self.rng);
+            let picked;
+            let fetch = match &self.fixed_fetch {
+                Some(fetch) => fetch,
+                None => {
+                    picked = Command::Fetch(self.picker.next_order(&mut self.rng));
+                    &picked
+                }
+            };
             let Some(conn) = self.conns.get_mut(index) else {
                 return;
             };
             let timeout = Some(self.fetch_timeout);
             conn.touched = true;
-            match conn
-                .client
-                .send_with_timeout(&Command::Fetch(queues), timeout, now)
-            {
+            match conn.client.send_with_timeout(fetch, timeout, now) {
                 Ok(rid) => {
                     conn.requests.push_back((rid, Req::Fetch));
                     conn.fetches += 1;

@@ -36,7 +36,9 @@ use tracing::Instrument;
 
 use super::wake::ReadySet;
 use super::{ShutdownSignal, Worker};
-use crate::handler::{Chain, JobContext, PushCall, WorkerShared, finish_job, start_job};
+use crate::handler::{
+    Chain, JobContext, PushCall, WorkerShared, finish_job, poll_started, start_job,
+};
 use crate::runtime::{self, Runtime, TerminationSignals, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
 use crate::token::{Abortable, CancellationToken};
@@ -402,18 +404,19 @@ impl<R: Runtime> Driver<R> {
         let ctx = JobContext::new(&job, cancel.clone(), Arc::clone(&self.shared));
         self.running.insert(token, cancel);
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        // The handler's future is created here (in the job's span), so the future boxed below
-        // holds only that future, not the job. (The engine logs the outcome.)
-        let started = span.in_scope(|| start_job(&self.chain, job, ctx));
-        let mut job = Box::pin(async move { finish_job(started).await }.instrument(span));
-        match job.as_mut().poll(cx) {
-            Poll::Ready(outcome) => self.finished.push((token, outcome)),
-            Poll::Pending => {
+        // The handler's future is created and polled once here, in the job's span; only a job
+        // that has to wait becomes a task of its own (its future, in its span). (The engine logs
+        // the outcome.)
+        let polled = span.in_scope(|| poll_started(start_job(&self.chain, job, ctx), cx));
+        match polled {
+            Ok(outcome) => self.finished.push((token, outcome)),
+            Err(fut) => {
                 let done = self.done_tx.clone();
                 let task = async move {
-                    let outcome = job.await;
+                    let outcome = finish_job(Ok(fut)).await;
                     let _ = done.unbounded_send((token, outcome));
-                };
+                }
+                .instrument(span);
                 self.rt.spawn(Abortable::new(task, self.stop_jobs.clone()));
             }
         }

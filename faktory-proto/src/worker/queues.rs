@@ -48,6 +48,15 @@ impl QueuePicker {
         QueuePicker { kind }
     }
 
+    /// The queue list of every FETCH when it never changes (strict order), so the FETCH command
+    /// can be built once.
+    pub(crate) fn fixed(&self) -> Option<&[String]> {
+        match &self.kind {
+            Kind::Strict(v) => Some(v),
+            Kind::Weighted { .. } => None,
+        }
+    }
+
     /// The queue list for the next FETCH.
     pub(crate) fn next_order(&self, rng: &mut SplitMix64) -> Vec<String> {
         match &self.kind {
@@ -92,7 +101,9 @@ mod tests {
         let mut rng = SplitMix64::new(3);
         let p = QueuePicker::new(&Queues::strict(["a", "b"]));
         assert_eq!(p.next_order(&mut rng), ["a", "b"]);
+        assert_eq!(p.fixed(), Some(&["a".to_owned(), "b".to_owned()][..]));
         let p = QueuePicker::new(&Queues::weighted([("a", 1), ("z", 0), ("b", 5), ("c", 2)]));
+        assert_eq!(p.fixed(), None);
         for _ in 0..100 {
             let mut order = p.next_order(&mut rng);
             assert_eq!(order.last().map(String::as_str), Some("z"));
