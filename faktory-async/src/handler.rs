@@ -777,9 +777,8 @@ pub(crate) fn poll_started(
     };
     match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
         Ok(Poll::Pending) => Err(fut),
-        Ok(Poll::Ready(Ok(()))) => Ok(Outcome::Ok),
-        Ok(Poll::Ready(Err(e))) => Ok(e.into_outcome()),
-        Err(payload) => Ok(api::panicked_outcome(&*payload)),
+        Ok(Poll::Ready(result)) => Ok(api::run_outcome(Ok(result))),
+        Err(payload) => Ok(api::run_outcome(Err(payload))),
     }
 }
 
@@ -790,11 +789,7 @@ pub(crate) async fn finish_job(started: Result<JobFuture, Outcome>) -> Outcome {
         Ok(fut) => fut,
         Err(outcome) => return outcome,
     };
-    match (CatchUnwind { inner: fut }).await {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(e)) => e.into_outcome(),
-        Err(payload) => api::panicked_outcome(&*payload),
-    }
+    api::run_outcome((CatchUnwind { inner: fut }).await)
 }
 
 #[cfg(test)]

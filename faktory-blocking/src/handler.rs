@@ -588,11 +588,7 @@ pub(crate) fn run_to_outcome(chain: &Arc<Chain>, job: Job, ctx: JobContext) -> O
         };
         std::panic::catch_unwind(AssertUnwindSafe(|| next.run(job, ctx)))
     };
-    match ran {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(e)) => e.into_outcome(),
-        Err(payload) => api::panicked_outcome(&*payload),
-    }
+    api::run_outcome(ran)
 }
 
 #[cfg(test)]

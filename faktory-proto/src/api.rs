@@ -423,6 +423,16 @@ fn short_type_name(full: &str) -> String {
     }
 }
 
+/// The outcome of a handler's run as caught by `catch_unwind`: ACK for `Ok(Ok(()))`, its error's
+/// FAIL ([`HandlerError::into_outcome`]), or the panic's ([`panicked_outcome`]).
+pub fn run_outcome(ran: std::thread::Result<Result<(), HandlerError>>) -> Outcome {
+    match ran {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(e)) => e.into_outcome(),
+        Err(payload) => panicked_outcome(&*payload),
+    }
+}
+
 /// The outcome of a handler that panicked with `payload`.
 pub fn panicked_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
     Outcome::Panicked {

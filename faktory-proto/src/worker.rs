@@ -676,6 +676,7 @@ impl Worker {
                 backoff: Backoff::new(backoff.clone(), rng.next_u64()),
             })
             .collect();
+        let picker = QueuePicker::new(&queues);
         let mut worker = Worker {
             wid,
             concurrency,
@@ -686,8 +687,8 @@ impl Worker {
             fetch_timeout: client_options.reply_timeout.max(MIN_FETCH_REPLY_TIMEOUT),
             max_unconfirmed: concurrency.saturating_mul(2).saturating_add(16),
             client_options,
-            fixed_fetch: None,
-            picker: QueuePicker::new(&queues),
+            fixed_fetch: picker.fixed().map(|queues| Command::Fetch(queues.to_vec())),
+            picker,
             rng,
             lifecycle: Lifecycle::Running,
             stop_reason: StopReason::Shutdown,
@@ -718,10 +719,6 @@ impl Worker {
             deferred: None,
             timeout: None,
         };
-        worker.fixed_fetch = worker
-            .picker
-            .fixed()
-            .map(|queues| Command::Fetch(queues.to_vec()));
         worker.open(Role::Control, now);
         worker.timeout = worker.compute_timeout();
         Ok(worker)
