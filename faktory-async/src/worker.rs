@@ -415,8 +415,11 @@ impl<R: Runtime> Worker<R> {
     ///
     /// One task does all the worker's I/O (this future: every connection's socket, the timer,
     /// finished jobs, the shutdown signal); each job runs as its own task on the runtime.
-    pub async fn run(self) -> StopReport {
-        driver::run(self).await
+    ///
+    /// The future is a pointer: the driver's state (several kB) is on the heap from the start, so
+    /// moving the future into a task copies nothing big through the caller's stack.
+    pub fn run(self) -> impl Future<Output = StopReport> + Send + 'static {
+        Box::pin(driver::run(self))
     }
 
     /// Runs `job` through the middleware and its handler as the worker would, without a server:

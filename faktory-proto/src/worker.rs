@@ -52,8 +52,8 @@
 //!   is one.
 //! - **Fetch connections** are opened once the control connection is ready, with the same wid:
 //!   `ceil(concurrency / fetches_per_connection)` of them, capped by `max_fetch_connections`.
-//!   Defaults: one FETCH per connection and at most 10 fetch connections, so concurrency 1 → 1,
-//!   10 → 10, ≥ 10 → 10 fetch connections (11 with the control one). The reasoning, from a real
+//!   Defaults: one FETCH per connection and at most 11 fetch connections, so concurrency 1 → 1,
+//!   10 → 10, ≥ 11 → 11 fetch connections (12 with the control one). The reasoning, from a real
 //!   Faktory 1.10 on a 2-core machine (server, Redis and client together):
 //!   - The server runs one command at a time per connection (a goroutine per connection, a Redis
 //!     round trip per command), about 300 µs per FETCH+ACK pair. A second FETCH pipelined on a
@@ -61,12 +61,21 @@
 //!     a raw-socket client with one FETCH outstanding per connection does about 3.3k jobs/s on 1
 //!     connection, 5.4k on 2, 8.5k on 4, 11.9k on 10 and 12.1k on 16, where the two cores are
 //!     saturated.
-//!   - So at concurrency ≤ 10 every slot gets a connection of its own (what other clients do, and
-//!     what the server's curve rewards), and above 10 more connections buy nothing: concurrency
-//!     50 runs on 11 connections, where clients with one connection per slot open 51 (and their
-//!     users complain about connection counts at scale: each is a goroutine on the server, and
-//!     the open-source server refuses more than 2,000). Measured with the default 5 × 2 pipelined FETCHes instead, a worker at
-//!     concurrency 10 lost about 20% against clients with one connection per slot.
+//!   - So at concurrency ≤ 11 every slot gets a connection of its own (what other clients do, and
+//!     what the server's curve rewards), and above that more connections buy next to nothing:
+//!     concurrency 50 runs on 12 connections, where clients with one connection per slot open 51
+//!     (and their users complain about connection counts at scale: each is a goroutine on the
+//!     server, and the open-source server refuses more than 2,000). Measured with the default
+//!     5 × 2 pipelined FETCHes instead, a worker at concurrency 10 lost about 20% against clients
+//!     with one connection per slot.
+//!   - Why 11 and not 10, where the server's curve flattens: the 11th is for the worker's own
+//!     latency. One task reads every socket in turn, so a job that arrives while others are being
+//!     handled waits a few µs for its ACK and refill FETCH, and its connection's server side idles
+//!     meanwhile; above concurrency 10 one more connection keeps the server busy through that.
+//!     Against the test server at the modelled pace, concurrency 50 ran 3.7-9.8% more jobs/s on
+//!     11 fetch connections than on 10 (three interleaved rounds, each won by 11), and 2 FETCHes
+//!     pipelined on 10 connections ran 9-17% fewer (an ACK may not wait behind a FETCH, so it
+//!     left the connection that brought its job).
 //!   - A FETCH on empty queues blocks 2 s, and whatever is pipelined behind it waits too: with one
 //!     FETCH per connection, an idle worker shuts down after at most one FETCH block (2 s) plus a
 //!     round trip, never two.

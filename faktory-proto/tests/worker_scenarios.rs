@@ -672,7 +672,7 @@ fn outcome_errors_are_retried_then_reported() {
 
 #[test]
 fn fetch_connections_grow_with_concurrency_up_to_the_cap() {
-    for (concurrency, expected) in [(1, 1), (2, 2), (10, 10), (16, 10), (100, 10)] {
+    for (concurrency, expected) in [(1, 1), (2, 2), (10, 10), (11, 11), (16, 11), (100, 11)] {
         let mut h = Harness::new(config(concurrency), ok_after(10));
         h.run_for(S);
         assert_eq!(h.fetch_conns().len(), expected, "concurrency {concurrency}");
@@ -746,7 +746,7 @@ fn shutdown_now_fails_running_jobs_at_once() {
 
 #[test]
 fn at_high_concurrency_quick_jobs_are_acked_on_their_own_connection() {
-    // Concurrency 50 on 10 fetch connections: slots are free when a job arrives, so without the
+    // Concurrency 50 on 11 fetch connections: slots are free when a job arrives, so without the
     // refill hold the connection would FETCH again at once and the ACK would have to go to the
     // only connection without a FETCH outstanding, the control one (one command at a time on a
     // real server: the bottleneck).
