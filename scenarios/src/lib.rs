@@ -114,6 +114,7 @@ macro_rules! scenarios {
             worker_middleware_order_modify_short_circuit_retry_discard,
             client_middleware_and_job_defaults_shape_the_pushed_job,
             typed_handlers_get_tuple_and_struct_args,
+            jobs_larger_than_a_read_arrive_whole,
             handlers_see_shared_state_and_their_batch,
             ctx_push_sends_a_follow_up_job_that_lands_and_runs,
             push_returns_the_jid,

@@ -284,6 +284,47 @@ pub async fn typed_handlers_get_tuple_and_struct_args<H: Harness>() {
     assert_eq!(failure_errtype(&kit, &bad.jid).as_deref(), Some("JobError"));
 }
 
+/// Jobs larger than the worker's first read buffer (8 KiB), and one larger than the most it grows
+/// to (64 KiB), arrive whole, in any mix with small ones: each handler sees its args exactly as
+/// pushed, and each job is ACKed.
+pub async fn jobs_larger_than_a_read_arrive_whole<H: Harness>() {
+    let server = Server::start().await;
+    let queue = unique_queue("large");
+    let ran = Log::new();
+    let spec = WorkerSpec::new(server.url(), &queue)
+        .concurrency(3)
+        .handler(
+            "Large",
+            Handler::new(Registration::Plain).then(Step::Record(ran.clone())),
+        );
+    let sizes = [10, 20_000, 3, 150_000, 9_000, 70_000, 1];
+    let mut expected: Vec<String> = Vec::new();
+    let c = client::<H>(&server).await;
+    for (i, n) in sizes.into_iter().enumerate() {
+        let text = char::from(b'a' + i as u8).to_string().repeat(n);
+        let job = Job::builder("Large")
+            .args((i, text))
+            .queue(&queue)
+            .build()
+            .unwrap();
+        expected.push(serde_json::to_string(&job.args).unwrap());
+        c.push(job).await.unwrap();
+    }
+    assert!(
+        work_until::<H>(spec, || ran.snapshot().len() >= sizes.len()).await,
+        "ran {} of {} jobs",
+        ran.snapshot().len(),
+        sizes.len()
+    );
+    let mut seen = ran.snapshot();
+    seen.sort();
+    expected.sort();
+    assert!(seen == expected, "a job's args changed on the way");
+    if let Some(kit) = server.kit() {
+        assert!(eventually::<H>(LONG, || kit.acked().len() == sizes.len()).await);
+    }
+}
+
 /// State given to the worker reaches handlers (async, blocking) through the context; the batch a
 /// job belongs to is the context's `batch_id`.
 pub async fn handlers_see_shared_state_and_their_batch<H: Harness>() {
