@@ -797,7 +797,13 @@ fn job_reply(body: &[u8], raw: impl FnOnce() -> Bytes) -> Reply {
     if body.is_empty() {
         return Reply::Job(None);
     }
-    match serde_json::from_slice::<Job>(body) {
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of each string in it
+    // (the same job and the same errors either way; invalid UTF-8 gets serde_json's own error).
+    let decoded = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Job>(text),
+        Err(_) => serde_json::from_slice::<Job>(body),
+    };
+    match decoded {
         Ok(job) => Reply::Job(Some(Box::new(job))),
         Err(e) => Reply::UndecodableJob {
             jid: extract_jid(body),

@@ -392,7 +392,19 @@ impl Command {
                 put_names(out, queues);
                 Ok(())
             }
-            Command::Ack(ack) => json_payload(out, b"ACK ", ack),
+            Command::Ack(ack) => {
+                // Every ACK goes through here: a jid that JSON needs not escape (a quote, a
+                // backslash or a control character) is written as it is, the bytes serde_json would
+                // write; any other one is serialized.
+                if ack.jid.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+                    return json_payload(out, b"ACK ", ack);
+                }
+                out.reserve(ack.jid.len() + 16);
+                out.put_slice(b"ACK {\"jid\":\"");
+                out.put_slice(ack.jid.as_bytes());
+                out.put_slice(b"\"}");
+                Ok(())
+            }
             Command::Fail(fail) => json_payload(out, b"FAIL ", fail),
             Command::Beat(beat) => json_payload(out, b"BEAT ", beat),
             Command::QueuePause(sel) => queue_line(out, "PAUSE", sel),
@@ -526,6 +538,20 @@ mod tests {
 
     fn err(line: &str) -> String {
         Command::parse(line.as_bytes()).unwrap_err().to_string()
+    }
+
+    proptest::proptest! {
+        /// ACK's direct encoding writes what serde_json writes, for any jid (one that needs
+        /// escaping goes through serde_json), and the server reads the jid back.
+        #[test]
+        fn ack_is_encoded_as_serde_json_would(jid in "\\PC{0,40}|[a-f0-9]{24}|.*[\"\\\\\u{0}-\u{1f}].*") {
+            let ack = Ack { jid: jid.clone() };
+            let expected = format!("ACK {}\r\n", serde_json::to_string(&ack).unwrap());
+            let encoded = line(&Command::Ack(ack));
+            proptest::prop_assert_eq!(&encoded, &expected);
+            let parsed = Command::parse(encoded.trim_end_matches("\r\n").as_bytes()).unwrap();
+            proptest::prop_assert_eq!(parsed, Command::Ack(Ack { jid }));
+        }
     }
 
     #[test]
