@@ -117,6 +117,15 @@ impl JobContext {
         }
     }
 
+    /// A context no handler reads (see [`start_job`]): nothing copied from the job.
+    pub(crate) fn unseen(cancel: CancellationToken, shared: Arc<WorkerShared>) -> Self {
+        JobContext {
+            meta: JobMeta::default(),
+            cancel,
+            shared,
+        }
+    }
+
     /// A context for `job` outside any worker, for tests: no state (add some with
     /// [`JobContext::with_state`]), a token that never fires unless you cancel it, and
     /// [`JobContext::push`] records the jobs instead of sending them ([`JobContext::pushed`]).
@@ -248,7 +257,11 @@ pub mod shape {
 }
 
 mod sealed {
-    pub trait Sealed<M> {}
+    pub trait Sealed<M> {
+        /// Whether the handler takes the job's context: one that does not, run with no
+        /// middleware, gets a context that is never built from the job (nothing would read it).
+        const TAKES_CONTEXT: bool = true;
+    }
 }
 
 /// An async job handler, as [`WorkerBuilder::register`](crate::WorkerBuilder::register) takes
@@ -302,6 +315,7 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<BoxError> + 'static,
 {
+    const TAKES_CONTEXT: bool = false;
 }
 
 impl<F, Fut, E> Handler<shape::JobOnly> for F
@@ -342,6 +356,7 @@ where
     Fut: Future<Output = HandlerResult> + Send + 'static,
     A: DeserializeOwned + 'static,
 {
+    const TAKES_CONTEXT: bool = false;
 }
 
 impl<F, Fut, A> Handler<shape::Args<A>> for F
@@ -479,6 +494,11 @@ where
 /// A registered handler, its shape erased (blocking ones bound to the runtime at build time).
 pub(crate) trait Dispatch: Send + Sync + 'static {
     fn call(&self, job: Job, ctx: JobContext) -> JobFuture;
+
+    /// Whether the handler reads the context it is given.
+    fn takes_context(&self) -> bool {
+        true
+    }
 }
 
 /// An async handler of shape `M`.
@@ -487,6 +507,10 @@ pub(crate) struct AsyncDispatch<H, M>(pub(crate) H, pub(crate) PhantomData<fn() 
 impl<H: Handler<M>, M: 'static> Dispatch for AsyncDispatch<H, M> {
     fn call(&self, job: Job, ctx: JobContext) -> JobFuture {
         self.0.call(job, ctx)
+    }
+
+    fn takes_context(&self) -> bool {
+        <H as sealed::Sealed<M>>::TAKES_CONTEXT
     }
 }
 
@@ -746,21 +770,26 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 /// outcome when there is nothing to run (no handler for its jobtype, a panic while creating the
 /// handler's future). Without middleware that future is the handler's own box: nothing else is
 /// allocated.
+///
+/// `ctx(&job, seen)` makes the job's context; `seen` is `false` when nothing will read it (no
+/// middleware, and a handler that takes no context), so it need not be built from the job.
 pub(crate) fn start_job(
     chain: &Arc<Chain>,
     job: Job,
-    ctx: JobContext,
+    ctx: impl FnOnce(&Job, bool) -> JobContext,
 ) -> Result<JobFuture, Outcome> {
     if !chain.layers.is_empty() {
         let next = Next {
             chain: Arc::clone(chain),
             index: 0,
         };
+        let ctx = ctx(&job, true);
         return Ok(Box::pin(next.run(job, ctx)));
     }
     let Some(handler) = chain.handlers.get(&job.jobtype) else {
         return Err(api::unknown_jobtype_outcome(&job.jobtype));
     };
+    let ctx = ctx(&job, handler.takes_context());
     std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(job, ctx)))
         .map_err(|payload| api::panicked_outcome(&*payload))
 }
@@ -811,6 +840,52 @@ mod tests {
 
     fn run(worker: &Worker<TestRt>, job: Job) -> Outcome {
         block_on(worker.run_job(job)).outcome
+    }
+
+    /// What `start_job` says of the context of a job of `jobtype` on `worker`: whether anything
+    /// reads it.
+    fn context_seen(worker: &Worker<TestRt>, jobtype: &str) -> bool {
+        let mut seen = None;
+        let job = Job::with_args(jobtype, ("a",)).unwrap();
+        let started = start_job(&worker.chain, job, |job, s| {
+            seen = Some(s);
+            JobContext::for_test(job)
+        });
+        assert!(started.is_ok(), "{jobtype} has a handler");
+        seen.expect("a context was asked for")
+    }
+
+    #[test]
+    fn a_context_is_built_from_the_job_only_when_something_reads_it() {
+        let worker = builder()
+            .register("Job", |_job: Job| async { Ok::<(), BoxError>(()) })
+            .register("Args", |(_s,): (String,)| async { Ok(()) })
+            .register("JobCtx", |_job: Job, ctx: JobContext| async move {
+                assert!(!ctx.jid().is_empty());
+                Ok::<(), BoxError>(())
+            })
+            .register("ArgsCtx", |(_s,): (String,), _ctx: JobContext| async {
+                Ok(())
+            })
+            .register_blocking("Blocking", |_job: Job| Ok::<(), BoxError>(()))
+            .build()
+            .unwrap();
+        assert!(!context_seen(&worker, "Job"));
+        assert!(!context_seen(&worker, "Args"));
+        assert!(context_seen(&worker, "JobCtx"));
+        assert!(context_seen(&worker, "ArgsCtx"));
+        assert!(context_seen(&worker, "Blocking"));
+        assert_eq!(
+            run(&worker, Job::with_args("JobCtx", ("a",)).unwrap()),
+            Outcome::Ok
+        );
+        // With middleware, every context is read (the middleware gets it).
+        let worker = builder()
+            .middleware(|job: Job, ctx: JobContext, next: Next| next.run(job, ctx))
+            .register("Job", |_job: Job| async { Ok::<(), BoxError>(()) })
+            .build()
+            .unwrap();
+        assert!(context_seen(&worker, "Job"));
     }
 
     fn errtype(outcome: &Outcome) -> &str {

@@ -377,7 +377,7 @@ fn hostname() -> Option<String> {
 /// told to stop.
 pub struct Worker<R: Runtime> {
     engine: engine::Worker,
-    chain: Arc<Chain>,
+    pub(crate) chain: Arc<Chain>,
     shared: Arc<WorkerShared>,
     pushes: mpsc::UnboundedReceiver<PushCall>,
     dialer: Arc<Dialer<R>>,
@@ -459,7 +459,7 @@ impl<R: Runtime> Worker<R> {
         let ctx = JobContext::new(&job, CancellationToken::new(), shared);
         let chain = Arc::clone(&self.chain);
         async move {
-            let outcome = finish_job(start_job(&chain, job, ctx.clone())).await;
+            let outcome = finish_job(start_job(&chain, job, |_, _| ctx.clone())).await;
             JobRun::new(outcome, ctx.pushed())
         }
     }

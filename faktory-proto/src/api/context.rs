@@ -176,7 +176,10 @@ impl std::error::Error for MissingState {}
 
 /// What a job's context knows of its job: jid, jobtype, custom fields and batch. Every adapter's
 /// `JobContext` dereferences to it, so `ctx.jid()` and `ctx.batch_id()` work on each.
-#[derive(Debug, Clone)]
+///
+/// The default is empty (no jid, no jobtype, no custom fields): what a context that no handler
+/// sees is built with.
+#[derive(Debug, Clone, Default)]
 pub struct JobMeta {
     jid: String,
     jobtype: String,
