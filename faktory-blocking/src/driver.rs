@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faktory_proto::api::{CallResult, wire_for_log};
+use faktory_proto::api::{CallResult, ReadBuffer, wire_for_log};
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use faktory_proto::command::Command;
 use faktory_proto::session::{CallId, Event, Session};
@@ -58,7 +58,7 @@ enum Link {
     /// A reader thread feeds the channel; this thread writes.
     Duplex(Writer),
     /// A user's stream: read here, only while the session awaits bytes.
-    Half { stream: Opened, buf: Vec<u8> },
+    Half { stream: Opened, buf: ReadBuffer },
 }
 
 /// How long the I/O thread keeps going after the last `Client` handle is gone (to say END and see
@@ -212,7 +212,7 @@ impl Driver {
             }
             Err(stream) => Link::Half {
                 stream,
-                buf: vec![0u8; 16 * 1024],
+                buf: ReadBuffer::new(),
             },
         };
         self.link = Some(link);
@@ -309,14 +309,15 @@ impl Driver {
                         .max(Duration::from_millis(1))
                 });
                 let _ = stream.set_read_timeout(timeout);
-                let result = stream.read(buf);
+                let result = stream.read(buf.space());
                 let now = Instant::now();
                 match result {
                     Ok(0) => self.session.handle_eof(now),
                     Ok(n) => {
-                        let data = buf.get(..n).unwrap_or_default();
+                        let data = buf.space().get(..n).unwrap_or_default();
                         trace_wire("faktory recv", data);
                         self.session.handle_input(data, now);
+                        buf.read(n);
                     }
                     Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                         self.session.handle_timeout(now);

@@ -11,6 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use faktory_proto::api::ReadBuffer;
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 
 use crate::error::Error;
@@ -331,12 +332,16 @@ pub(crate) enum ReadEvent {
 /// Reads until EOF or an error, handing each chunk to `deliver`; stops early when `deliver`
 /// returns `false` (nobody listens any more).
 pub(crate) fn read_loop(mut reader: Reader, mut deliver: impl FnMut(ReadEvent) -> bool) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = ReadBuffer::new();
     let mut would_block = 0u32;
     loop {
-        let event = match reader.read(&mut buf) {
+        let event = match reader.read(buf.space()) {
             Ok(0) => ReadEvent::Eof,
-            Ok(n) => ReadEvent::Data(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())),
+            Ok(n) => {
+                let data = Bytes::copy_from_slice(buf.space().get(..n).unwrap_or_default());
+                buf.read(n);
+                ReadEvent::Data(data)
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             // Only while `Writer::probe` has the socket non-blocking, for a few microseconds: yield
             // until it is blocking again (sleep if that somehow takes long).

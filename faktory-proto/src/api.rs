@@ -1,8 +1,8 @@
 //! What every runtime adapter's public API shares and that is not protocol: the [`Error`] users
 //! see, the resolution of client and worker settings (URL from the environment, password and
 //! username from the URL, timeouts into the connection options), the error type of handlers
-//! ([`HandlerError`]), the outcome of a handler's error or panic, and a few helpers for logs and
-//! heartbeats.
+//! ([`HandlerError`]), the outcome of a handler's error or panic, and a few helpers for logs,
+//! heartbeats and socket reads ([`ReadBuffer`]).
 //!
 //! It lives in `faktory-proto` (and not in the async adapter crate) because `faktory-blocking`
 //! needs it too and depends on no async crate; nothing here does I/O. `faktory-tokio`,
@@ -451,6 +451,60 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The buffer an adapter reads a socket into. It starts at [`ReadBuffer::START`] bytes and doubles,
+/// up to [`ReadBuffer::MAX`], each time a read fills it: a buffer is zeroed when allocated, so all
+/// of it is resident, and a connection whose frames are small (an ACK's `+OK`, a typical job)
+/// never needs more; a frame larger than the buffer only takes more than one read.
+///
+/// ```
+/// use faktory_proto::api::ReadBuffer;
+///
+/// let mut buf = ReadBuffer::new();
+/// assert_eq!(buf.space().len(), ReadBuffer::START);
+/// buf.read(100); // a read of 100 bytes into `space()`: no growth
+/// assert_eq!(buf.space().len(), ReadBuffer::START);
+/// buf.read(ReadBuffer::START); // a read that filled it
+/// assert_eq!(buf.space().len(), 2 * ReadBuffer::START);
+/// ```
+#[derive(Debug)]
+pub struct ReadBuffer {
+    buf: Box<[u8]>,
+}
+
+impl ReadBuffer {
+    /// The first size, in bytes.
+    pub const START: usize = 8 * 1024;
+    /// The most the buffer grows to, in bytes.
+    pub const MAX: usize = 64 * 1024;
+
+    /// A buffer of [`ReadBuffer::START`] bytes.
+    pub fn new() -> Self {
+        ReadBuffer {
+            buf: vec![0; Self::START].into_boxed_slice(),
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// After the bytes of a read of `n` bytes into [`ReadBuffer::space`] were used: a read that
+    /// filled the buffer makes it grow (its contents are not kept).
+    pub fn read(&mut self, n: usize) {
+        let len = self.buf.len();
+        if n >= len && len < Self::MAX {
+            self.buf = vec![0; (len * 2).min(Self::MAX)].into_boxed_slice();
+        }
+    }
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        ReadBuffer::new()
+    }
+}
+
 /// Resident memory in KiB from the text of `/proc/self/status` (its `VmRSS:` line), for BEAT's
 /// `rss_kb`. The adapters read the file (Linux only) and pass the text here.
 pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
@@ -467,6 +521,21 @@ pub fn rss_kb_from_proc_status(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_buffer_grows_only_when_a_read_fills_it_and_stops_at_its_cap() {
+        let mut buf = ReadBuffer::new();
+        let mut sizes = vec![buf.space().len()];
+        for _ in 0..6 {
+            let len = buf.space().len();
+            buf.read(len - 1);
+            assert_eq!(buf.space().len(), len, "not full: no growth");
+            buf.read(len);
+            sizes.push(buf.space().len());
+        }
+        assert_eq!(sizes, [8192, 16384, 32768, 65536, 65536, 65536, 65536]);
+        assert!(buf.space().iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn client_settings_take_password_and_username_from_the_url() {

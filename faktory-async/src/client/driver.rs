@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use faktory_proto::api::{self, CallResult, Error};
+use faktory_proto::api::{self, CallResult, Error, ReadBuffer};
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use faktory_proto::command::Command;
 use faktory_proto::session::{CallId, Event, Session};
@@ -52,8 +52,6 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 const DROP_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Turns with progress per poll before the task yields to the runtime.
 const TURNS_PER_POLL: usize = 32;
-/// The read buffer, reused for every read.
-const READ_BUFFER: usize = 32 * 1024;
 
 /// Runs the client's task until the session is closed (or, once every handle is gone, for at most
 /// [`DROP_CLOSE_TIMEOUT`]).
@@ -72,7 +70,7 @@ pub(crate) async fn run<R: Runtime>(
         socket: None,
         closing: Vec::new(),
         timer: Timer::new(),
-        rbuf: vec![0; READ_BUFFER].into_boxed_slice(),
+        rbuf: ReadBuffer::new(),
         give_up_at: None,
         closed: false,
     };
@@ -90,7 +88,7 @@ struct Driver<R: Runtime> {
     socket: Option<Socket>,
     closing: Vec<Closing>,
     timer: Timer<R>,
-    rbuf: Box<[u8]>,
+    rbuf: ReadBuffer,
     give_up_at: Option<Instant>,
     closed: bool,
 }
@@ -190,7 +188,8 @@ impl<R: Runtime> Driver<R> {
         let Some(socket) = &mut self.socket else {
             return false;
         };
-        match socket.poll_input(cx, &mut self.rbuf) {
+        let mut read = 0;
+        match socket.poll_input(cx, self.rbuf.space()) {
             Input::Pending => return false,
             Input::Connected => {
                 tracing::debug!(server = %self.session.server(), "faktory socket open");
@@ -201,11 +200,13 @@ impl<R: Runtime> Driver<R> {
                 if tracing::enabled!(tracing::Level::TRACE) {
                     tracing::trace!(wire = %api::wire_for_log(data), "faktory recv");
                 }
+                read = data.len();
                 self.session.handle_input(data, now);
             }
             Input::Eof => self.session.handle_eof(now),
             Input::Error(reason) => self.session.handle_transport_error(&reason, now),
         }
+        self.rbuf.read(read);
         true
     }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use faktory_proto::api;
+use faktory_proto::api::{self, ReadBuffer};
 use faktory_proto::job::Job;
 use faktory_proto::worker::{
     self as engine, ConnId, Event, JobToken, Outcome, PushError, PushId, StopReport,
@@ -46,13 +46,6 @@ use crate::transport::Dialer;
 
 /// Busy turns per poll before the task yields to the runtime.
 const TURNS_PER_POLL: usize = 32;
-/// The read buffer shared by every connection (a read is handed to the engine before the next)
-/// starts at this size, and doubles each time a read fills it, up to [`READ_BUFFER_MAX`]: it is
-/// zeroed when allocated, so all of it is resident, and a worker whose jobs are small never needs
-/// more (a job larger than the buffer only takes more than one read).
-const READ_BUFFER_START: usize = 8 * 1024;
-/// The most the read buffer grows to.
-const READ_BUFFER_MAX: usize = 64 * 1024;
 /// How long a socket the engine closed may take to flush its last bytes (END).
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The id the shutdown signal, the termination signals and the channels wake the task with in
@@ -105,7 +98,7 @@ pub(super) async fn run<R: Runtime>(worker: Worker<R>) -> StopReport {
         signals,
         signals_seen: 0,
         timer: Timer::new(),
-        rbuf: vec![0; READ_BUFFER_START].into_boxed_slice(),
+        rbuf: ReadBuffer::new(),
         next_rss: Instant::now(),
         report: None,
     };
@@ -162,7 +155,7 @@ struct Driver<R: Runtime> {
     signals: Option<TerminationSignals>,
     signals_seen: u32,
     timer: Timer<R>,
-    rbuf: Box<[u8]>,
+    rbuf: ReadBuffer,
     next_rss: Instant,
     /// Set by [`Event::Stopped`]: returned once the closing sockets are done.
     report: Option<StopReport>,
@@ -223,9 +216,8 @@ impl<R: Runtime> Driver<R> {
                 continue;
             }
             let mut socket_cx = Context::from_waker(&conn.waker);
-            let capacity = self.rbuf.len();
-            let mut filled = false;
-            let input = conn.socket.poll_input(&mut socket_cx, &mut self.rbuf);
+            let mut read = 0;
+            let input = conn.socket.poll_input(&mut socket_cx, self.rbuf.space());
             conn.poll_again = !matches!(input, Input::Pending);
             match input {
                 Input::Pending => continue,
@@ -240,15 +232,13 @@ impl<R: Runtime> Driver<R> {
                     if tracing::enabled!(tracing::Level::TRACE) {
                         tracing::trace!(conn = id.0, wire = %api::wire_for_log(data), "faktory recv");
                     }
-                    filled = data.len() == capacity;
+                    read = data.len();
                     self.engine.handle_input(id, data, now);
                 }
                 Input::Eof => self.engine.handle_eof(id, now),
                 Input::Error(reason) => self.engine.handle_transport_error(id, &reason, now),
             }
-            if filled && capacity < READ_BUFFER_MAX {
-                self.rbuf = vec![0; (capacity * 2).min(READ_BUFFER_MAX)].into_boxed_slice();
-            }
+            self.rbuf.read(read);
             progress = true;
         }
         if now >= self.next_rss {
