@@ -393,9 +393,9 @@ impl Command {
                 Ok(())
             }
             Command::Ack(ack) => {
-                // Every ACK goes through here: a jid that JSON needs not escape (a quote, a
-                // backslash or a control character) is written as it is, the bytes serde_json would
-                // write; any other one is serialized.
+                // Every ACK goes through here. A jid without a quote, a backslash or a control
+                // character needs no JSON escaping: it is written as it is, the bytes serde_json
+                // would write. Any other jid goes through serde_json.
                 if ack.jid.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
                     return json_payload(out, b"ACK ", ack);
                 }

@@ -402,9 +402,6 @@ impl<R: Runtime> Driver<R> {
     /// continues as its own task, and its outcome comes back on the channel.
     fn start_job(&mut self, token: JobToken, job: Job, cx: &mut Context<'_>) {
         let span = tracing::info_span!("faktory.job", jid = %job.jid, jobtype = %job.jobtype, queue = %job.queue());
-        // The handler's future is created and polled once here, in the job's span; only a job
-        // that has to wait becomes a task of its own (its future, in its span). (The engine logs
-        // the outcome.)
         // A context is built from the job (and its cancellation token kept, for `CancelJob`) only
         // when something will read it.
         let mut cancel = None;
@@ -416,6 +413,9 @@ impl<R: Runtime> Driver<R> {
                 JobContext::unseen(self.stop_jobs.clone(), Arc::clone(&self.shared))
             }
         };
+        // The handler's future is created and polled once here, in the job's span; only a job
+        // that has to wait becomes a task of its own (its future, in its span). (The engine logs
+        // the outcome.)
         let polled = span.in_scope(|| poll_started(start_job(&self.chain, job, ctx), cx));
         if let Some(cancel) = cancel {
             self.running.insert(token, cancel);
