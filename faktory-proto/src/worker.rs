@@ -205,6 +205,7 @@ mod push;
 mod queues;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -461,6 +462,33 @@ pub enum Event {
 // ---------------------------------------------------------------------------------------------------
 // internals
 
+/// The hasher of the maps keyed by [`JobToken`]: one multiplication per key. Tokens are the
+/// engine's own counter, never chosen by the server or the network, so the default hasher's
+/// defence against crafted keys buys nothing there, and it costs a few hashes per job.
+#[derive(Clone, Copy, Debug, Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // An odd constant (2^64 / golden ratio): distinct tokens keep distinct low bits (the
+        // bucket) and get mixed high bits (the map's tag).
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by [`JobToken`].
+type TokenMap<V> = HashMap<JobToken, V, BuildHasherDefault<TokenHasher>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Control,
@@ -577,8 +605,8 @@ pub struct Worker {
     next_token: u64,
     rotation: usize,
 
-    running: HashMap<JobToken, RunningJob>,
-    outcomes: HashMap<JobToken, OutcomeRec>,
+    running: TokenMap<RunningJob>,
+    outcomes: TokenMap<OutcomeRec>,
     outcome_queue: VecDeque<JobToken>,
     delayed: Vec<(Instant, JobToken)>,
     outstanding_fetches: usize,
@@ -711,8 +739,8 @@ impl Worker {
             next_conn: 0,
             next_token: 0,
             rotation: 0,
-            running: HashMap::new(),
-            outcomes: HashMap::new(),
+            running: TokenMap::default(),
+            outcomes: TokenMap::default(),
             outcome_queue: VecDeque::new(),
             delayed: Vec::new(),
             outstanding_fetches: 0,
@@ -1668,7 +1696,11 @@ impl Worker {
     }
 
     fn ensure_connections(&mut self, now: Instant) {
-        if self.lifecycle != Lifecycle::Running || self.control_index().is_none() {
+        // Checked after every input: the common answer (every slot open) is found first.
+        if self.lifecycle != Lifecycle::Running
+            || !self.fetch_slots.iter().any(|s| s.state == SlotState::Idle)
+            || self.control_index().is_none()
+        {
             return;
         }
         for i in 0..self.fetch_slots.len() {
@@ -1722,27 +1754,32 @@ impl Worker {
                 self.outcome_queue.pop_front();
                 continue;
             }
-            let command = match &rec.kind {
-                OutcomeKind::Ack => Command::Ack(Ack {
-                    jid: rec.jid.clone(),
-                }),
-                OutcomeKind::Fail(f) => Command::Fail(f.clone()),
-            };
             let home = rec.home;
             let Some(index) = self.pick_outcome_connection(home) else {
                 return;
             };
-            let Some(conn) = self.conns.get_mut(index) else {
+            let (Some(conn), Some(rec)) =
+                (self.conns.get_mut(index), self.outcomes.get_mut(&token))
+            else {
                 return;
             };
+            // The jid is lent to the ACK and taken back once it is encoded: no copy per job.
+            let command = match &rec.kind {
+                OutcomeKind::Ack => Command::Ack(Ack {
+                    jid: std::mem::take(&mut rec.jid),
+                }),
+                OutcomeKind::Fail(f) => Command::Fail(f.clone()),
+            };
             conn.touched = true;
-            match conn.client.send(&command, now) {
+            let sent = conn.client.send(&command, now);
+            if let Command::Ack(ack) = command {
+                rec.jid = ack.jid;
+            }
+            match sent {
                 Ok(rid) => {
                     conn.requests.push_back((rid, Req::Outcome(token)));
                     self.outcome_queue.pop_front();
-                    if let Some(rec) = self.outcomes.get_mut(&token) {
-                        rec.in_flight = true;
-                    }
+                    rec.in_flight = true;
                 }
                 Err(SendError::Closed) => {
                     // Its Closed event comes with the next input; do not pick it again.
@@ -1909,5 +1946,23 @@ impl Worker {
                 Err(_) => conn.ready = false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn token_hashes_spread_consecutive_tokens_over_buckets_and_tags() {
+        let build = BuildHasherDefault::<TokenHasher>::default();
+        let hashes: Vec<u64> = (0..4096).map(|t| build.hash_one(JobToken(t))).collect();
+        // Consecutive tokens land in distinct buckets of a 4096-bucket table (the low bits)…
+        let buckets: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
+        assert_eq!(buckets.len(), 4096);
+        // …and their tags (the top 7 bits) are spread, not one value.
+        let tags: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        assert!(tags.len() > 100, "{} distinct tags", tags.len());
     }
 }

@@ -111,8 +111,8 @@ struct Conn {
     socket: Socket,
     /// What the socket is polled with: waking it records `id` in the driver's [`ReadySet`].
     waker: Waker,
-    /// Poll the socket on the next turn even if it did not wake (it gave input on this one, or
-    /// is new): only an answer of `Pending` has registered its waker.
+    /// Poll the socket on this or the next turn: it woke, gave input on the last turn (only an
+    /// answer of `Pending` has registered its waker), or is new.
     poll_again: bool,
 }
 
@@ -139,7 +139,7 @@ struct Driver<R: Runtime> {
     woken: Vec<ConnId>,
     /// What the shutdown signal, the termination signals and the channels are polled with.
     sources_waker: Waker,
-    /// Poll them on the next turn even if they did not wake (the first turn).
+    /// Poll them on this turn: they woke, or it is the first turn.
     poll_sources: bool,
     closing: Vec<Closing>,
     done_tx: mpsc::UnboundedSender<Done>,
@@ -205,16 +205,24 @@ impl<R: Runtime> Driver<R> {
         self.engine.begin_batch();
         let mut progress = false;
         self.ready.take(cx.waker(), &mut self.woken);
-        if self.poll_sources || self.woken.contains(&SOURCES) {
+        // What woke is marked to be polled (usually one or two of a dozen sockets).
+        for &id in &self.woken {
+            if id == SOURCES {
+                self.poll_sources = true;
+            } else if let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) {
+                conn.poll_again = true;
+            }
+        }
+        if self.poll_sources {
             self.poll_sources = false;
             let waker = self.sources_waker.clone();
             progress |= self.signals_and_channels(&mut Context::from_waker(&waker), now);
         }
         for conn in &mut self.conns {
-            let id = conn.id;
-            if !conn.poll_again && !self.woken.contains(&id) {
+            if !conn.poll_again {
                 continue;
             }
+            let id = conn.id;
             let mut socket_cx = Context::from_waker(&conn.waker);
             let mut read = 0;
             let input = conn.socket.poll_input(&mut socket_cx, self.rbuf.space());
