@@ -136,6 +136,12 @@ impl faktory_async::Runtime for AsyncStd {
         }))
     }
 
+    #[cfg(unix)]
+    fn tcp_socket(tcp: &async_net::TcpStream) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(tcp.as_fd())
+    }
+
     #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
     fn connect_tcp(
         &self,

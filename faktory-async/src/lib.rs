@@ -73,15 +73,19 @@
 //!   replies are read into one reused buffer and given to the session as a slice.
 //! - A [`Worker`] is one task too (the future [`Worker::run`] returns): it owns the engine and
 //!   every connection's socket and polls them itself, one write per socket per turn; each job runs
-//!   as its own task, blocking handlers on [`Runtime::spawn_blocking`].
+//!   as its own task, blocking handlers on [`Runtime::spawn_blocking`]. On Linux each socket's
+//!   receive low-water mark follows what the server still owes it, so the `+OK` of an ACK does
+//!   not wake the worker before the job of the FETCH sent with it ([`Runtime::tcp_socket`]).
 //! - Sockets get `TCP_NODELAY` and keepalive ([`configure_tcp`]); host names are resolved on a
 //!   blocking thread; each attempt (resolve, TCP, TLS, handshake) is bounded by the connect
 //!   timeout.
-#![forbid(unsafe_code)]
+// One `unsafe` block, allowed in `lowat` (a setsockopt that neither std nor socket2 offers).
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod client;
 mod handler;
+mod lowat;
 mod runtime;
 mod socket;
 #[cfg(test)]

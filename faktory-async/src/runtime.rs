@@ -89,6 +89,16 @@ pub trait Runtime: Clone + Debug + Send + Sync + 'static {
         sleep.set(self.sleep_until(deadline));
     }
 
+    /// The socket of a connected TCP stream, for options set after connecting: a worker sets its
+    /// receive low-water mark, so that the `+OK` of an ACK does not wake it before the job
+    /// behind it arrives (Linux; see `faktory_proto::worker`, "Reading less often"). The
+    /// default, `None`, leaves the socket alone.
+    #[cfg(unix)]
+    fn tcp_socket(tcp: &Self::Tcp) -> Option<std::os::fd::BorrowedFd<'_>> {
+        let _ = tcp;
+        None
+    }
+
     /// Opens a TCP connection to `addr`. Implementations should call [`configure_tcp`] on the
     /// connected socket.
     fn connect_tcp(

@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use faktory_proto::client::ConnectFailure;
 use futures_io::{AsyncRead, AsyncWrite};
 
+use crate::lowat::ReadThreshold;
 use crate::transport::{BoxStream, Opening};
 
 /// What a poll of a socket's input side brought.
@@ -40,6 +41,8 @@ pub(crate) struct Socket {
     state: State,
     out: Bytes,
     needs_flush: bool,
+    /// Its receive low-water mark, when it has a handle for it (a worker's socket, on Linux).
+    threshold: Option<ReadThreshold>,
 }
 
 impl Socket {
@@ -48,6 +51,7 @@ impl Socket {
             state: State::Opening(opening),
             out: Bytes::new(),
             needs_flush: false,
+            threshold: None,
         }
     }
 
@@ -68,8 +72,9 @@ impl Socket {
     pub(crate) fn poll_input<'a>(&mut self, cx: &mut Context<'_>, buf: &'a mut [u8]) -> Input<'a> {
         match &mut self.state {
             State::Opening(opening) => match opening.as_mut().poll(cx) {
-                Poll::Ready(Ok(stream)) => {
-                    self.state = State::Open(stream);
+                Poll::Ready(Ok(opened)) => {
+                    self.state = State::Open(opened.stream);
+                    self.threshold = opened.threshold;
                     Input::Connected
                 }
                 Poll::Ready(Err(failure)) => {
@@ -114,9 +119,21 @@ impl Socket {
         }
     }
 
+    /// Sets the socket's receive low-water mark (see [`ReadThreshold`]), if it has a handle for
+    /// it. If the kernel refuses, the handle is dropped and the socket reads as before.
+    pub(crate) fn set_read_threshold(&mut self, bytes: usize) {
+        if let Some(threshold) = &mut self.threshold {
+            if let Err(e) = threshold.set(bytes) {
+                tracing::debug!(error = %e, "faktory: the receive low-water mark cannot be set");
+                self.threshold = None;
+            }
+        }
+    }
+
     fn finish(&mut self) {
         self.state = State::Done;
         self.out = Bytes::new();
+        self.threshold = None;
     }
 
     /// The machine closed the socket: what is left to do (flush what is queued, then close), if
@@ -265,7 +282,8 @@ mod tests {
 
     fn open(mock: Mock) -> Socket {
         let stream: BoxStream = Box::new(mock);
-        let mut socket = Socket::opening(Box::pin(std::future::ready(Ok(stream))));
+        let opened = crate::transport::Opened::plain(stream);
+        let mut socket = Socket::opening(Box::pin(std::future::ready(Ok(opened))));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(matches!(
             socket.poll_input(&mut cx, &mut [0; 16]),

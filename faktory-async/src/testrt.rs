@@ -44,6 +44,12 @@ impl Runtime for TestRt {
         timer.set_at(at);
     }
 
+    #[cfg(unix)]
+    fn tcp_socket(tcp: &async_net::TcpStream) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(tcp.as_fd())
+    }
+
     #[allow(clippy::manual_async_fn)]
     fn connect_tcp(
         &self,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use faktory_proto::client::{ConnectFailure, ConnectPhase};
 use futures_io::{AsyncRead, AsyncWrite};
 
+use crate::lowat::ReadThreshold;
 use crate::runtime::{self, Runtime};
 
 /// Any duplex byte stream a client can run over (a TCP stream, a TLS stream, an in-memory pipe):
@@ -21,8 +22,25 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
 /// A boxed [`AsyncStream`].
 pub(crate) type BoxStream = Box<dyn AsyncStream>;
 
+/// An open socket: its stream, and for a worker's socket a handle to set its receive low-water
+/// mark.
+pub(crate) struct Opened {
+    pub(crate) stream: BoxStream,
+    pub(crate) threshold: Option<ReadThreshold>,
+}
+
+impl Opened {
+    /// A stream without a low-water mark handle.
+    pub(crate) fn plain(stream: BoxStream) -> Self {
+        Opened {
+            stream,
+            threshold: None,
+        }
+    }
+}
+
 /// A socket being opened.
-pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<BoxStream, ConnectFailure>> + Send>>;
+pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<Opened, ConnectFailure>> + Send>>;
 
 #[cfg(feature = "tls")]
 pub use faktory_proto::tls::TlsConfig;
@@ -101,20 +119,28 @@ impl<R: Runtime> Dialer<R> {
         }
     }
 
-    /// Opens a socket, bounded by the connect timeout, as a future the driver polls.
-    pub(crate) fn dial(self: &Arc<Self>) -> Opening {
+    /// Opens a socket, bounded by the connect timeout, as a future the driver polls. With
+    /// `read_threshold`, the socket comes with a handle to set its receive low-water mark (where
+    /// the runtime and the platform allow).
+    pub(crate) fn dial(self: &Arc<Self>, read_threshold: bool) -> Opening {
         let this = Arc::clone(self);
-        Box::pin(async move { this.open().await })
+        Box::pin(async move { this.open(read_threshold).await })
     }
 
-    async fn open(&self) -> Result<BoxStream, ConnectFailure> {
+    async fn open(&self, read_threshold: bool) -> Result<Opened, ConnectFailure> {
         self.check_tls()?;
         let deadline = runtime::after(Instant::now(), self.connect_timeout);
         let addrs = self.resolve(deadline).await?;
         let mut last = ConnectFailure::transient(ConnectPhase::Resolve, "no address");
         for addr in addrs {
             match runtime::timeout_at(&self.rt, deadline, self.rt.connect_tcp(addr)).await {
-                Some(Ok(tcp)) => return self.secure(tcp, deadline).await,
+                Some(Ok(tcp)) => {
+                    let threshold = read_threshold
+                        .then(|| ReadThreshold::of::<R>(&tcp))
+                        .flatten();
+                    let stream = self.secure(tcp, deadline).await?;
+                    return Ok(Opened { stream, threshold });
+                }
                 Some(Err(e)) => last = ConnectFailure::transient(ConnectPhase::Tcp, e.to_string()),
                 None => return Err(self.timed_out(ConnectPhase::Tcp)),
             }
@@ -231,14 +257,14 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(ip.authority(), format!("127.0.0.1:{port}"));
-        assert!(block_on(ip.dial()).is_ok());
+        assert!(block_on(ip.dial(false)).is_ok());
         let named = dialer(
             rt,
             &format!("tcp://localhost:{port}"),
             Duration::from_secs(5),
         );
         // localhost may resolve to ::1 first; some address answers.
-        let _ = block_on(named.dial());
+        let _ = block_on(named.dial(false));
         let v6 = dialer(
             TestRt::default(),
             "tcp://[::1]:7419",
@@ -260,7 +286,7 @@ mod tests {
             &format!("tcp://127.0.0.1:{port}"),
             Duration::from_secs(5),
         );
-        let f = block_on(refused.dial()).err().unwrap();
+        let f = block_on(refused.dial(false)).err().unwrap();
         assert_eq!(f.phase, ConnectPhase::Tcp);
         assert!(!f.permanent);
         // A connect that never completes: bounded by the connect timeout.
@@ -270,7 +296,7 @@ mod tests {
             &format!("tcp://127.0.0.1:{port}"),
             Duration::from_millis(50),
         );
-        let f = block_on(slow.dial()).err().unwrap();
+        let f = block_on(slow.dial(false)).err().unwrap();
         assert_eq!(f.phase, ConnectPhase::Tcp);
         assert!(f.reason.contains("timed out"), "{f}");
         // A name that does not resolve.
@@ -279,7 +305,7 @@ mod tests {
             "tcp://no-such-host.invalid:7419",
             Duration::from_secs(5),
         );
-        let f = block_on(nowhere.dial()).err().unwrap();
+        let f = block_on(nowhere.dial(false)).err().unwrap();
         assert_eq!(f.phase, ConnectPhase::Resolve);
     }
 
@@ -300,7 +326,7 @@ mod tests {
             &format!("tcp+tls://localhost:{port}"),
             Duration::from_secs(5),
         );
-        let f = block_on(plain.dial()).err().unwrap();
+        let f = block_on(plain.dial(false)).err().unwrap();
         assert_eq!(f.phase, ConnectPhase::Tls);
         // A host that cannot be a TLS server name: permanent, before any lookup or TCP connect.
         let mut url = ServerUrl::parse("tcp+tls://localhost:7419").unwrap();
@@ -311,7 +337,7 @@ mod tests {
             &TlsConfig::default(),
             Duration::from_secs(5),
         );
-        let f = block_on(bad.dial()).err().unwrap();
+        let f = block_on(bad.dial(false)).err().unwrap();
         assert_eq!(f.phase, ConnectPhase::Tls);
         assert!(f.permanent, "{f}");
     }

@@ -346,6 +346,10 @@ const MAX_HASH_ITERATIONS: u32 = 100_000;
 /// dropped, so all of its capacity ends up resident: with a worker's dozen connections, 4 KiB
 /// each cost about 70 kB more than 1 KiB (measured in the bench's worker) for no speed.
 const BUFFER_CAPACITY: usize = 1024;
+/// The smallest frame a server can send (`+\r\n`, an empty simple string).
+const MIN_FRAME_LEN: usize = 3;
+/// The highest [`Connection::read_threshold`].
+const MAX_READ_THRESHOLD: usize = 64 * 1024;
 
 /// The client side of one Faktory connection.
 ///
@@ -611,6 +615,27 @@ impl Connection {
     /// Requests sent and not yet answered (including those held until the handshake completes).
     pub fn in_flight(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The fewest bytes worth reading: how many the server still owes this connection at the
+    /// least. Each reply it waits for counts as the smallest frame there is (3 bytes, `+\r\n`),
+    /// less what of a reply has arrived already; 1 while the connection waits for at most one
+    /// reply, or is not ready.
+    ///
+    /// An adapter can hand it to the kernel as the socket's receive low-water mark
+    /// (`SO_RCVLOWAT` on Linux): with an ACK and the next FETCH in flight (6), the ACK's `+OK`
+    /// (5 bytes) then does not wake the reader; the job behind it does, and both are read at
+    /// once. The server is bound to send at least this much, so no reply is ever held back (and
+    /// EOF, an error or a reply timeout end the wait as usual). Set it again after every read
+    /// and every send: it falls as replies arrive.
+    pub fn read_threshold(&self) -> usize {
+        if self.state != State::Ready || self.pending.len() < 2 {
+            return 1;
+        }
+        MIN_FRAME_LEN
+            .saturating_mul(self.pending.len())
+            .saturating_sub(self.inbuf.len())
+            .clamp(1, MAX_READ_THRESHOLD)
     }
 
     /// Abandons the connection locally: [`Event::Closed`] with [`ConnectionError::Closed`] follows.
@@ -1387,5 +1412,75 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn read_threshold_counts_three_bytes_per_awaited_reply_less_what_arrived() {
+        let now = Instant::now();
+        let mut c = Connection::new(ClientOptions::default(), now);
+        assert_eq!(c.read_threshold(), 1, "not ready");
+        c.handle_input(HI, now);
+        c.handle_input(b"+OK\r\n", now);
+        while c.poll_transmit().is_some() {}
+        assert_eq!(c.read_threshold(), 1, "nothing awaited");
+        c.send(&ack(), now).unwrap();
+        assert_eq!(c.read_threshold(), 1, "one reply: any frame will do");
+        c.send(&fetch(), now).unwrap();
+        assert_eq!(
+            c.read_threshold(),
+            6,
+            "ACK + FETCH: +OK alone (5) is not enough"
+        );
+        c.handle_input(b"+O", now);
+        assert_eq!(c.read_threshold(), 4, "2 bytes of the first reply are in");
+        c.handle_input(b"K\r\n", now);
+        assert_eq!(c.read_threshold(), 1, "only the FETCH is awaited");
+        c.send(&ack(), now).unwrap();
+        assert_eq!(c.read_threshold(), 6);
+        c.abort();
+        assert_eq!(c.read_threshold(), 1, "closed");
+    }
+
+    proptest::proptest! {
+        /// Whatever the replies and however they are split into reads, the threshold never asks
+        /// for more bytes than the server still has to send: no reply is held back.
+        #[test]
+        fn read_threshold_never_exceeds_what_the_server_still_sends(
+            kinds in proptest::collection::vec((proptest::bool::ANY, 0..2usize), 1..5),
+            cuts in proptest::collection::vec(1..40usize, 1..30),
+        ) {
+            let now = Instant::now();
+            let mut c = ready(now);
+            let mut owed = Vec::new();
+            for (is_fetch, variant) in kinds {
+                if is_fetch {
+                    c.send(&fetch(), now).unwrap();
+                    owed.extend_from_slice(if variant == 0 {
+                        &b"$-1\r\n"[..]
+                    } else {
+                        &b"$42\r\n{\"jid\":\"abcdefgh\",\"jobtype\":\"x\",\"args\":[]}\r\n"[..]
+                    });
+                } else {
+                    c.send(&ack(), now).unwrap();
+                    owed.extend_from_slice(if variant == 0 {
+                        &b"+OK\r\n"[..]
+                    } else {
+                        &b"-ERR Job not found\r\n"[..]
+                    });
+                }
+            }
+            let mut rest = &owed[..];
+            let mut cuts = cuts.into_iter().cycle();
+            while !rest.is_empty() {
+                proptest::prop_assert!(c.read_threshold() <= rest.len());
+                let n = cuts.next().unwrap_or(1).min(rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                c.handle_input(chunk, now);
+                rest = tail;
+            }
+            proptest::prop_assert!(!c.is_closed());
+            proptest::prop_assert_eq!(c.in_flight(), 0, "every reply was taken");
+            proptest::prop_assert_eq!(c.read_threshold(), 1);
+        }
     }
 }

@@ -178,6 +178,12 @@ impl faktory_async::Runtime for Tokio {
         }))
     }
 
+    #[cfg(unix)]
+    fn tcp_socket(tcp: &Compat<TcpStream>) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(tcp.get_ref().as_fd())
+    }
+
     #[allow(clippy::manual_async_fn)] // an `async fn` would borrow `self`: not 'static
     fn connect_tcp(
         &self,

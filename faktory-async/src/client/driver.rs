@@ -18,7 +18,7 @@ use futures_core::Stream;
 
 use crate::runtime::{self, Runtime, Timer};
 use crate::socket::{Closing, Input, Socket, poll_closing};
-use crate::transport::{BoxStream, Dialer, Opening};
+use crate::transport::{BoxStream, Dialer, Opened, Opening};
 
 /// What a caller asks of the session.
 // Moved once, into the channel's node: boxing the command would cost an allocation per call.
@@ -216,7 +216,7 @@ impl<R: Runtime> Driver<R> {
             Event::Connect => {
                 tracing::debug!(%server, "faktory connecting");
                 let opening: Opening = match &mut self.source {
-                    Source::Dial(dialer) => dialer.dial(),
+                    Source::Dial(dialer) => dialer.dial(false),
                     Source::Stream(stream) => {
                         let stream = stream.take().ok_or_else(|| {
                             ConnectFailure::permanent(
@@ -224,7 +224,7 @@ impl<R: Runtime> Driver<R> {
                                 "the user-supplied stream is gone (no reconnect)",
                             )
                         });
-                        Box::pin(std::future::ready(stream))
+                        Box::pin(std::future::ready(stream.map(Opened::plain)))
                     }
                 };
                 self.socket = Some(Socket::opening(opening));

@@ -114,6 +114,9 @@ struct Conn {
     /// Poll the socket on this or the next turn: it woke, gave input on the last turn (only an
     /// answer of `Pending` has registered its waker), or is new.
     poll_again: bool,
+    /// It gave input or got bytes to send on this turn: its receive low-water mark is set again
+    /// before the turn's writes.
+    active: bool,
 }
 
 /// A job's outcome, sent by its task.
@@ -247,6 +250,7 @@ impl<R: Runtime> Driver<R> {
                 Input::Error(reason) => self.engine.handle_transport_error(id, &reason, now),
             }
             self.rbuf.read(read);
+            conn.active = true;
             progress = true;
         }
         if now >= self.next_rss {
@@ -328,6 +332,7 @@ impl<R: Runtime> Driver<R> {
                 }
                 if let Some(conn) = self.conns.iter_mut().find(|c| c.id == id) {
                     conn.socket.queue(bytes);
+                    conn.active = true;
                 }
             }
             while let Some(event) = self.engine.poll_event() {
@@ -347,10 +352,18 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    /// One write per socket; a failed write is reported to the engine.
+    /// One write per socket; a failed write is reported to the engine. Before it, each socket
+    /// that was active on this turn gets the receive low-water mark the engine now gives its
+    /// connection ([`engine::Worker::read_threshold`]): raised before the bytes that call for
+    /// the replies leave, lowered before the task waits again.
     fn writes(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
         for conn in &mut self.conns {
+            if conn.active {
+                conn.active = false;
+                conn.socket
+                    .set_read_threshold(self.engine.read_threshold(conn.id));
+            }
             if let Err(reason) = conn.socket.poll_write(cx) {
                 self.engine.handle_transport_error(conn.id, &reason, now);
                 progress = true;
@@ -365,9 +378,10 @@ impl<R: Runtime> Driver<R> {
                 tracing::debug!(conn = id.0, "faktory connecting");
                 self.conns.push(Conn {
                     id,
-                    socket: Socket::opening(self.dialer.dial()),
+                    socket: Socket::opening(self.dialer.dial(true)),
                     waker: self.ready.waker(id),
                     poll_again: true,
+                    active: false,
                 });
             }
             Event::CloseConnection(id) => {
@@ -524,5 +538,87 @@ mod tests {
             "EOF",
             "the driver closed the socket"
         );
+    }
+
+    /// A server that writes every reply one byte at a time, a millisecond apart, hands out
+    /// `jobs` jobs and then answers FETCH with no job after 50 ms; reports each ACKed jid.
+    fn trickling_server(jobs: usize) -> (u16, std_mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = std_mpsc::channel();
+        let handed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        std::thread::spawn(move || {
+            while let Ok((sock, _)) = listener.accept() {
+                let (tx, handed) = (tx.clone(), std::sync::Arc::clone(&handed));
+                std::thread::spawn(move || {
+                    sock.set_nodelay(true).unwrap();
+                    let mut out = sock.try_clone().unwrap();
+                    let mut trickle = |bytes: &[u8]| {
+                        for b in bytes {
+                            if out.write_all(&[*b]).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    };
+                    trickle(b"+HI {\"v\":2}\r\n");
+                    let mut lines = BufReader::new(sock);
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        if line.starts_with("FETCH") {
+                            let n = handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            if n < jobs {
+                                let job = format!(
+                                    "{{\"jid\":\"trickle-{n:04}\",\"jobtype\":\"T\",\"args\":[{n}]}}"
+                                );
+                                trickle(format!("${}\r\n{job}\r\n", job.len()).as_bytes());
+                            } else {
+                                std::thread::sleep(Duration::from_millis(50));
+                                trickle(b"$-1\r\n");
+                            }
+                        } else if let Some(ack) = line.strip_prefix("ACK ") {
+                            let _ = tx.send(ack.trim_end().to_owned());
+                            trickle(b"+OK\r\n");
+                        } else if line.starts_with("END") {
+                            break;
+                        } else {
+                            trickle(b"+OK\r\n");
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[test]
+    fn replies_that_trickle_in_byte_by_byte_are_all_read() {
+        // The sockets' receive low-water mark must fall as soon as part of an awaited reply is
+        // in: a mark left too high would wait for bytes the server never sends.
+        let (port, acks) = trickling_server(6);
+        let (stop, stopped) = futures_channel::oneshot::channel::<()>();
+        let worker = WorkerBuilder::with_runtime(TestRt::default())
+            .url(&format!("tcp://127.0.0.1:{port}"))
+            .unwrap()
+            .concurrency(2)
+            .register("T", |_job: Job| async { Ok::<(), BoxError>(()) })
+            .shutdown_signal(async move {
+                let _ = stopped.await;
+            })
+            .build()
+            .unwrap();
+        let running = std::thread::spawn(move || futures_lite::future::block_on(worker.run()));
+        let mut seen: Vec<String> = (0..6)
+            .map(|_| acks.recv_timeout(Duration::from_secs(30)).expect("an ACK"))
+            .collect();
+        seen.sort();
+        let want: Vec<String> = (0..6)
+            .map(|n| format!("{{\"jid\":\"trickle-{n:04}\"}}"))
+            .collect();
+        assert_eq!(seen, want);
+        stop.send(()).unwrap();
+        let report = running.join().unwrap();
+        assert!(report.is_clean(), "{report:?}");
     }
 }
