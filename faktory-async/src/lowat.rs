@@ -16,9 +16,10 @@
 
 use std::io;
 
-/// A handle on a TCP socket to set its receive low-water mark, kept beside the stream (which may
-/// be boxed and wrapped in TLS). It holds a duplicate of the socket's descriptor, so it must not
-/// outlive the stream for long: the socket is closed when both are.
+/// A handle on a TCP socket to set its receive low-water mark, kept beside the (boxed) stream;
+/// plain TCP only (under TLS, bytes on the socket are no measure of the replies read). It holds
+/// a duplicate of the socket's descriptor, so it must not outlive the stream for long: the
+/// socket is closed when both are.
 #[derive(Debug)]
 pub(crate) struct ReadThreshold {
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -120,8 +120,8 @@ impl<R: Runtime> Dialer<R> {
     }
 
     /// Opens a socket, bounded by the connect timeout, as a future the driver polls. With
-    /// `read_threshold`, the socket comes with a handle to set its receive low-water mark (where
-    /// the runtime and the platform allow).
+    /// `read_threshold`, a plain TCP socket comes with a handle to set its receive low-water mark
+    /// (where the runtime and the platform allow).
     pub(crate) fn dial(self: &Arc<Self>, read_threshold: bool) -> Opening {
         let this = Arc::clone(self);
         Box::pin(async move { this.open(read_threshold).await })
@@ -135,7 +135,9 @@ impl<R: Runtime> Dialer<R> {
         for addr in addrs {
             match runtime::timeout_at(&self.rt, deadline, self.rt.connect_tcp(addr)).await {
                 Some(Ok(tcp)) => {
-                    let threshold = read_threshold
+                    // Not under TLS: a record only decrypts once whole, so bytes on the socket
+                    // are no measure of the replies read.
+                    let threshold = (read_threshold && !self.is_tls())
                         .then(|| ReadThreshold::of::<R>(&tcp))
                         .flatten();
                     let stream = self.secure(tcp, deadline).await?;
@@ -146,6 +148,16 @@ impl<R: Runtime> Dialer<R> {
             }
         }
         Err(last)
+    }
+
+    #[cfg(feature = "tls")]
+    fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn is_tls(&self) -> bool {
+        self.tls
     }
 
     fn timed_out(&self, phase: ConnectPhase) -> ConnectFailure {

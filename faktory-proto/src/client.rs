@@ -350,6 +350,9 @@ const BUFFER_CAPACITY: usize = 1024;
 const MIN_FRAME_LEN: usize = 3;
 /// The highest [`Connection::read_threshold`].
 const MAX_READ_THRESHOLD: usize = 64 * 1024;
+/// The shortest reply timeout of a first awaited reply that [`Connection::read_threshold`] lets
+/// wait for a FETCH behind it (which the server may block for 2 s on empty queues).
+const HOLD_MIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client side of one Faktory connection.
 ///
@@ -617,23 +620,41 @@ impl Connection {
         self.pending.len()
     }
 
-    /// The fewest bytes worth reading: how many the server still owes this connection at the
-    /// least. Each reply it waits for counts as the smallest frame there is (3 bytes, `+\r\n`),
-    /// less what of a reply has arrived already; 1 while the connection waits for at most one
-    /// reply, or is not ready.
+    /// The fewest bytes worth reading: how many the server owes this connection at the least
+    /// for the replies it waits for, up to and including the first FETCH. Each counts as the
+    /// smallest frame there is (3 bytes, `+\r\n`), less what of the first has arrived already.
+    /// It is 1 (any byte) while the connection waits for at most one such reply, when the first
+    /// awaited reply is a FETCH's, when that reply's timeout is under 5 s and a FETCH follows
+    /// it, and when the connection is not ready.
     ///
     /// An adapter can hand it to the kernel as the socket's receive low-water mark
     /// (`SO_RCVLOWAT` on Linux): with an ACK and the next FETCH in flight (6), the ACK's `+OK`
     /// (5 bytes) then does not wake the reader; the job behind it does, and both are read at
-    /// once. The server is bound to send at least this much, so no reply is ever held back (and
-    /// EOF, an error or a reply timeout end the wait as usual). Set it again after every read
-    /// and every send: it falls as replies arrive.
+    /// once. The server is bound to send at least this much, so no reply is held back for ever:
+    /// at most until the FETCH after it answers (2 s when the queues are empty), and EOF or an
+    /// error end the wait at once. Set it again after every read and every send: it falls as
+    /// replies arrive.
     pub fn read_threshold(&self) -> usize {
-        if self.state != State::Ready || self.pending.len() < 2 {
+        let Some(front) = self.pending.front() else {
+            return 1;
+        };
+        if self.state != State::Ready || front.kind == Kind::Fetch {
+            return 1;
+        }
+        let mut replies = 0;
+        let mut fetch = false;
+        for p in &self.pending {
+            replies += 1;
+            if p.kind == Kind::Fetch {
+                fetch = true;
+                break;
+            }
+        }
+        if replies < 2 || (fetch && front.timeout < HOLD_MIN_TIMEOUT) {
             return 1;
         }
         MIN_FRAME_LEN
-            .saturating_mul(self.pending.len())
+            .saturating_mul(replies)
             .saturating_sub(self.inbuf.len())
             .clamp(1, MAX_READ_THRESHOLD)
     }
@@ -1435,10 +1456,52 @@ mod tests {
         assert_eq!(c.read_threshold(), 4, "2 bytes of the first reply are in");
         c.handle_input(b"K\r\n", now);
         assert_eq!(c.read_threshold(), 1, "only the FETCH is awaited");
+        c.handle_input(b"$-1\r\n", now);
+        c.send(&fetch(), now).unwrap();
+        c.send(&fetch(), now).unwrap();
+        assert_eq!(
+            c.read_threshold(),
+            1,
+            "a FETCH's reply first: never held back"
+        );
+        c.handle_input(b"$-1\r\n$-1\r\n", now);
         c.send(&ack(), now).unwrap();
-        assert_eq!(c.read_threshold(), 6);
+        c.send(&fetch(), now).unwrap();
+        c.send(&fetch(), now).unwrap();
+        assert_eq!(
+            c.read_threshold(),
+            6,
+            "held back until the first FETCH, not the second"
+        );
+        c.handle_input(b"+OK\r\n$-1\r\n$-1\r\n", now);
+        c.send(&ack(), now).unwrap();
+        c.send(&ack(), now).unwrap();
+        assert_eq!(c.read_threshold(), 6, "replies that come at once");
         c.abort();
         assert_eq!(c.read_threshold(), 1, "closed");
+    }
+
+    #[test]
+    fn read_threshold_waits_for_no_fetch_behind_a_short_reply_timeout() {
+        let now = Instant::now();
+        let options = ClientOptions {
+            reply_timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let mut c = Connection::new(options, now);
+        c.handle_input(HI, now);
+        c.handle_input(b"+OK\r\n", now);
+        c.send(&ack(), now).unwrap();
+        c.send(&fetch(), now).unwrap();
+        assert_eq!(
+            c.read_threshold(),
+            1,
+            "the ACK's 1 s would expire while a FETCH blocks 2 s"
+        );
+        c.handle_input(b"+OK\r\n$-1\r\n", now);
+        c.send(&ack(), now).unwrap();
+        c.send(&ack(), now).unwrap();
+        assert_eq!(c.read_threshold(), 6, "no FETCH to wait for");
     }
 
     proptest::proptest! {

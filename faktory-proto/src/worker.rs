@@ -104,12 +104,16 @@
 //! An ACK and the refill FETCH leave in one write, and the server answers each on its own: first
 //! `+OK` (5 bytes), then, a FETCH later, the job. Woken for each, a worker reads twice per job
 //! and goes back to sleep in between. [`Worker::read_threshold`] says how many bytes the server
-//! still owes a connection at the least (3 per awaited reply, the smallest frame, less what of a
-//! reply has arrived; 1 while it awaits at most one): with the pair in flight, 6. An adapter that
+//! still owes a connection at the least for the replies up to the first FETCH's (3 per reply, the
+//! smallest frame, less what of one has arrived): with the pair in flight, 6. An adapter that
 //! sets it as the socket's receive low-water mark (`SO_RCVLOWAT`) after each turn is not woken by
-//! the `+OK` alone, only once the job arrives behind it, and reads both at once. No reply is ever
-//! held back: the threshold never exceeds what the server is bound to send, and falls as replies
-//! arrive. The async adapter does this on Linux; against the test server at the modelled pace,
+//! the `+OK` alone, only once the job arrives behind it, and reads both at once. The threshold
+//! never exceeds what the server is bound to send and falls as replies arrive, so a reply is held
+//! back at most until the FETCH after it answers: at once while jobs wait, 2 s when the queues are
+//! empty (the ACK is confirmed that much later; shutdown waits for that FETCH anyway). It is 1
+//! when the first awaited reply is a FETCH's, and when its reply timeout is under 5 s. The async
+//! adapter does this on Linux, over plain TCP (a TLS record only decrypts once whole, so bytes on
+//! the socket are no measure of replies); against the test server at the modelled pace,
 //! concurrency 10, it cut the client's context switches per job by a third and its CPU per job by
 //! about a sixth (see the benches README).
 //!
