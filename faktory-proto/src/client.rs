@@ -1435,73 +1435,82 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn read_threshold_counts_three_bytes_per_awaited_reply_less_what_arrived() {
+    /// One step of a threshold check: bytes from the server, then commands sent, then the
+    /// threshold expected, and why.
+    type ThresholdStep = (&'static [u8], Vec<Command>, usize, &'static str);
+
+    fn check_thresholds(c: &mut Connection, steps: Vec<ThresholdStep>) {
         let now = Instant::now();
-        let mut c = Connection::new(ClientOptions::default(), now);
-        assert_eq!(c.read_threshold(), 1, "not ready");
-        c.handle_input(HI, now);
-        c.handle_input(b"+OK\r\n", now);
-        while c.poll_transmit().is_some() {}
-        assert_eq!(c.read_threshold(), 1, "nothing awaited");
-        c.send(&ack(), now).unwrap();
-        assert_eq!(c.read_threshold(), 1, "one reply: any frame will do");
-        c.send(&fetch(), now).unwrap();
-        assert_eq!(
-            c.read_threshold(),
-            6,
-            "ACK + FETCH: +OK alone (5) is not enough"
-        );
-        c.handle_input(b"+O", now);
-        assert_eq!(c.read_threshold(), 4, "2 bytes of the first reply are in");
-        c.handle_input(b"K\r\n", now);
-        assert_eq!(c.read_threshold(), 1, "only the FETCH is awaited");
-        c.handle_input(b"$-1\r\n", now);
-        c.send(&fetch(), now).unwrap();
-        c.send(&fetch(), now).unwrap();
-        assert_eq!(
-            c.read_threshold(),
-            1,
-            "a FETCH's reply first: never held back"
-        );
-        c.handle_input(b"$-1\r\n$-1\r\n", now);
-        c.send(&ack(), now).unwrap();
-        c.send(&fetch(), now).unwrap();
-        c.send(&fetch(), now).unwrap();
-        assert_eq!(
-            c.read_threshold(),
-            6,
-            "held back until the first FETCH, not the second"
-        );
-        c.handle_input(b"+OK\r\n$-1\r\n$-1\r\n", now);
-        c.send(&ack(), now).unwrap();
-        c.send(&ack(), now).unwrap();
-        assert_eq!(c.read_threshold(), 6, "replies that come at once");
-        c.abort();
-        assert_eq!(c.read_threshold(), 1, "closed");
+        for (input, commands, want, why) in steps {
+            c.handle_input(input, now);
+            for command in &commands {
+                c.send(command, now).unwrap();
+            }
+            assert_eq!(c.read_threshold(), want, "{why}");
+        }
     }
 
     #[test]
-    fn read_threshold_waits_for_no_fetch_behind_a_short_reply_timeout() {
+    fn read_threshold_counts_three_bytes_per_reply_up_to_the_first_fetch() {
         let now = Instant::now();
+        let mut c = Connection::new(ClientOptions::default(), now);
+        assert_eq!(c.read_threshold(), 1, "not ready");
+        check_thresholds(
+            &mut c,
+            vec![
+                (HI, vec![], 1, "HELLO sent, not ready yet"),
+                (b"+OK\r\n", vec![], 1, "nothing awaited"),
+                (b"", vec![ack()], 1, "one reply: any frame will do"),
+                (
+                    b"",
+                    vec![fetch()],
+                    6,
+                    "ACK + FETCH: +OK alone (5) is not enough",
+                ),
+                (b"+O", vec![], 4, "2 bytes of the first reply are in"),
+                (b"K\r\n", vec![], 1, "only the FETCH is awaited"),
+                (
+                    b"$-1\r\n",
+                    vec![fetch(), fetch()],
+                    1,
+                    "a FETCH's reply first",
+                ),
+                (
+                    b"$-1\r\n$-1\r\n",
+                    vec![ack(), fetch(), fetch()],
+                    6,
+                    "held back until the first FETCH, not the second",
+                ),
+                (b"+OK\r\n$-1\r\n$-1\r\n", vec![ack(), ack()], 6, "no FETCH"),
+            ],
+        );
+        c.abort();
+        assert_eq!(c.read_threshold(), 1, "closed");
+
+        // Under a reply timeout shorter than a FETCH may block, nothing waits for a FETCH.
         let options = ClientOptions {
             reply_timeout: Duration::from_secs(1),
             ..ClientOptions::default()
         };
         let mut c = Connection::new(options, now);
-        c.handle_input(HI, now);
-        c.handle_input(b"+OK\r\n", now);
-        c.send(&ack(), now).unwrap();
-        c.send(&fetch(), now).unwrap();
-        assert_eq!(
-            c.read_threshold(),
-            1,
-            "the ACK's 1 s would expire while a FETCH blocks 2 s"
+        check_thresholds(
+            &mut c,
+            vec![
+                (HI, vec![], 1, "HELLO sent"),
+                (
+                    b"+OK\r\n",
+                    vec![ack(), fetch()],
+                    1,
+                    "the ACK's 1 s would expire",
+                ),
+                (
+                    b"+OK\r\n$-1\r\n",
+                    vec![ack(), ack()],
+                    6,
+                    "no FETCH to wait for",
+                ),
+            ],
         );
-        c.handle_input(b"+OK\r\n$-1\r\n", now);
-        c.send(&ack(), now).unwrap();
-        c.send(&ack(), now).unwrap();
-        assert_eq!(c.read_threshold(), 6, "no FETCH to wait for");
     }
 
     proptest::proptest! {
